@@ -1,0 +1,15 @@
+"""Event store port and backends. See ``persistence.base`` and ``persistence.errors``."""
+
+from persistence.base import AppendRequest, EventStore, NewEvent, Snapshot, StoredEvent
+from persistence.errors import ConcurrencyError, StoreError, StoreUnavailable
+
+__all__ = [
+    "AppendRequest",
+    "ConcurrencyError",
+    "EventStore",
+    "NewEvent",
+    "Snapshot",
+    "StoreError",
+    "StoreUnavailable",
+    "StoredEvent",
+]

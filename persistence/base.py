@@ -1,0 +1,94 @@
+"""The event store port: what the actors need of a store, and nothing more.
+
+Streams are named by entity (``hunt-<id>``, ``player-<id>``); their events
+carry contiguous sequence numbers from 1. ``append`` stores all of its events
+or none. ``append_many`` is the group commit of a shard's batch: each request
+is atomic on its own and gets its own outcome.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from persistence.errors import StoreError
+
+Json = Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event about to be stored: its type, schema version and payload."""
+
+    type: str
+    version: int
+    data: Json
+    timestamp: int
+    metadata: Json = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event as read back: a ``NewEvent`` plus where it sits."""
+
+    stream: str
+    seq: int
+    type: str
+    version: int
+    data: Json
+    timestamp: int
+    metadata: Json
+
+
+@dataclass(frozen=True, slots=True)
+class AppendRequest:
+    stream: str
+    expected_version: int
+    events: Sequence[NewEvent]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    stream: str
+    seq: int
+    state: bytes
+
+
+AppendOutcome = int | StoreError
+"""The stream's new version, or the error that kept the events out."""
+
+
+class EventStore(ABC):
+    """The port. Backends: ``SqliteEventStore`` and ``CassandraEventStore``."""
+
+    def append(self, stream: str, expected_version: int, events: Sequence[NewEvent]) -> int:
+        """Store ``events`` after ``expected_version``; return the new version."""
+        (outcome,) = self.append_many([AppendRequest(stream, expected_version, events)])
+        if isinstance(outcome, StoreError):
+            raise outcome
+        return outcome
+
+    @abstractmethod
+    def append_many(self, requests: Sequence[AppendRequest]) -> list[AppendOutcome]:
+        """Append to many streams at once; one outcome per request, in order.
+
+        Raises ``StoreUnavailable`` only when nothing could be attempted at all.
+        """
+
+    @abstractmethod
+    def read(self, stream: str, after_seq: int = 0) -> Iterator[StoredEvent]:
+        """The stream's events with ``seq > after_seq``, in order, fetched in pages."""
+
+    @abstractmethod
+    def save_snapshot(self, stream: str, seq: int, state: bytes) -> None:
+        """Keep ``state`` as the stream's state after event ``seq``."""
+
+    @abstractmethod
+    def load_snapshot(self, stream: str) -> Snapshot | None:
+        """The newest snapshot of the stream, if any."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections; the store is unusable afterwards."""
