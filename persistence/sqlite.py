@@ -8,6 +8,7 @@ lets one write at a time and the busy timeout makes the others wait their turn.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -103,10 +104,8 @@ class SqliteEventStore(EventStore):
 
     def _rollback(self) -> None:
         if self._db.in_transaction:
-            try:
+            with contextlib.suppress(sqlite3.Error):
                 self._db.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
 
     def read(self, stream: str, after_seq: int = 0) -> Iterator[StoredEvent]:
         last = after_seq
