@@ -42,13 +42,14 @@ from protocol.messages import (
 )
 
 SYSTEM = PlayerId("")
+_NO_ID = CommandId("")
 
 
 @dataclass(frozen=True, slots=True)
 class Tick:
     """The host's clock reaching the hunt: finishes it when its time is up."""
 
-    id: CommandId = CommandId("")
+    id: CommandId = _NO_ID
 
 
 HuntRuleCommand = CreateHunt | JoinHunt | LeaveHunt | StartHunt | EndHunt | SubmitAnswer | CheckIn

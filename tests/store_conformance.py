@@ -63,9 +63,7 @@ class StoreConformance(ABC):
         store.append("s", 1, [ev(2), ev(3), ev(4)])
         assert [e.seq for e in store.read("s")] == [1, 2, 3, 4]
 
-    def test_concurrent_writers_race_for_the_same_seq_and_one_wins(
-        self, store: EventStore
-    ) -> None:
+    def test_concurrent_writers_race_for_the_same_seq_and_one_wins(self, store: EventStore) -> None:
         rounds, writers = 20, 4
         for r in range(rounds):
             barrier = threading.Barrier(writers)
