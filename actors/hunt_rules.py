@@ -247,7 +247,7 @@ def _all_solved(state: HuntState, now: int) -> tuple[Event, ...]:
 def _solve(state: HuntState, cmd: SubmitAnswer | CheckIn, ctx: Ctx) -> Decision:
     me = state.member(ctx.player_id)
     assert me is not None
-    if cmd.clue >= len(state.clues):
+    if not 0 <= cmd.clue < len(state.clues):
         return Decision((), rejection(ErrorCode.BAD_REQUEST, "clue: no such clue in this hunt"))
     clue = state.clues[cmd.clue]
     if isinstance(cmd, SubmitAnswer) != (clue.kind == "answer"):

@@ -1,0 +1,103 @@
+"""Messages between the gateway, the Director and the ShardHosts (pickled by Thespian).
+
+Every hop is batched: a gateway sends one ``CommandBatch`` per shard per
+event-loop turn; a shard answers with one ``ReplyBatch`` and publishes one
+``EventBatch`` per gateway.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from persistence.factory import StoreConfig
+
+
+@dataclass(slots=True)
+class Request:
+    req: int
+    kind: str  # "hunt" or "player"
+    entity: str
+    cmd: Any
+    player: str = ""
+    name: str = ""
+
+
+@dataclass(slots=True)
+class CommandBatch:
+    gateway: str
+    reply_to: Any  # the gateway's ActorAddress
+    requests: list[Request]
+
+
+@dataclass(slots=True)
+class ReplyBatch:
+    replies: list[tuple[int, dict[str, Any]]]
+
+
+@dataclass(slots=True)
+class EventBatch:
+    events: list[tuple[str, int, bytes]]  # hunt id, seq, encoded event frame
+
+
+@dataclass(slots=True)
+class NoteBatch:
+    """Membership changes a hunt's shard tells a player's shard (at least once)."""
+
+    notes: list[tuple[str, str, bool, int]]  # player, hunt, member, hunt seq
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    """The gateway wants the hunt's events; the reply carries the hunt's seq."""
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribe:
+    pass
+
+
+@dataclass(slots=True)
+class ShardSettings:
+    index: int
+    count: int
+    store: StoreConfig
+    snapshot_every: int = 100
+    passivate_after_s: float = 300.0
+    tick_s: float = 0.25
+
+
+@dataclass(slots=True)
+class ShardDirectory:
+    """The current address of every shard, sent by the Director."""
+
+    shards: list[Any]
+
+
+@dataclass(slots=True)
+class RegisterGateway:
+    gateway: str
+    address: Any
+
+
+@dataclass(slots=True)
+class ShardsChanged:
+    """Told to gateways when a shard was (re)created: resend what was in flight."""
+
+    shards: list[Any]
+    replaced: list[int] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Inspect:
+    """An admin query answered by the Director or a shard."""
+
+    what: str
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class InspectReply:
+    ok: bool
+    data: Any
+    error: str = ""

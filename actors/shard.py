@@ -1,0 +1,288 @@
+"""The heart of a ShardHost, free of Thespian so it can be tested directly.
+
+``ShardCore.handle`` takes one batch of requests: every entity decides in
+turn on its speculative state, the whole batch is group-committed with one
+``append_many``, and only then do replies and events leave. An entity whose
+append failed is reloaded from the store and its commands are answered
+``unavailable``: nothing half-applied stays in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from actors.entity import Entity, HuntEntity, load_hunt, load_player
+from actors.hunt_state import HuntState
+from actors.messages import Request, Subscribe, Unsubscribe
+from actors.placement import shard_for
+from actors.player import NoteMembership
+from actors.work import Answer, Work, hunt_work, player_work, query_reply
+from persistence.base import AppendOutcome, AppendRequest, EventStore
+from persistence.errors import StoreError
+from protocol.errors import ErrorCode
+
+log = logging.getLogger("treasure.shard")
+
+Reply = tuple[int, dict[str, Any]]
+Note = tuple[str, str, bool, int]
+Pushed = tuple[str, int, bytes]
+UNAVAILABLE = {"t": "error", "code": ErrorCode.UNAVAILABLE, "message": "cannot store events now"}
+INTERNAL = {"t": "error", "code": ErrorCode.INTERNAL, "message": "internal error"}
+
+
+@dataclass
+class Output:
+    replies: dict[str, list[Reply]] = field(default_factory=lambda: defaultdict(list))
+    events: dict[str, list[tuple[str, int, bytes]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    notes: dict[int, list[Note]] = field(default_factory=lambda: defaultdict(list))
+
+    def reply(self, gateway: str | None, req: int, msg: dict[str, Any]) -> None:
+        if gateway is not None:
+            self.replies[gateway].append((req, msg))
+
+
+@dataclass
+class Stats:
+    batches: int = 0
+    messages: int = 0
+    events_appended: int = 0
+    store_errors: int = 0
+    activations: int = 0
+    passivations: int = 0
+    largest_batch: int = 0
+
+
+class ShardCore:
+    def __init__(
+        self,
+        index: int,
+        count: int,
+        store: EventStore,
+        *,
+        snapshot_every: int = 100,
+        passivate_after_s: float = 300.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.index, self.count, self.store = index, count, store
+        self.snapshot_every = snapshot_every
+        self.passivate_after_s = passivate_after_s
+        self.clock = clock
+        self.entities: dict[tuple[str, str], Entity] = {}
+        self.subs: dict[str, set[str]] = defaultdict(set)
+        self.stats = Stats()
+
+    # ---- entry points ---------------------------------------------------------
+
+    def handle(self, gateway: str | None, requests: Iterable[Request]) -> Output:
+        now_s = self.clock()
+        now = int(now_s * 1000)
+        out = Output()
+        works: dict[tuple[str, str], Work] = {}
+        count = 0
+        for req in requests:
+            count += 1
+            self._one(gateway, req, works, now, now_s, out)
+        self.stats.batches += 1
+        self.stats.messages += count
+        self.stats.largest_batch = max(self.stats.largest_batch, count)
+        self._commit(works, out)
+        return out
+
+    def notes(self, notes: Iterable[Note]) -> Output:
+        requests = [
+            Request(0, "player", player, NoteMembership(hunt, member, seq))  # type: ignore[arg-type]
+            for player, hunt, member, seq in notes
+        ]
+        return self.handle(None, requests)
+
+    def tick(self) -> Output:
+        """Finishes hunts whose time is up; passivates idle entities."""
+        now_s = self.clock()
+        due = [
+            Request(0, "hunt", e.id, None)
+            for e in self.entities.values()
+            if isinstance(e, HuntEntity) and _due(e, int(now_s * 1000))
+        ]
+        out = self.handle(None, due) if due else Output()
+        self._passivate(now_s)
+        return out
+
+    # ---- one request ----------------------------------------------------------
+
+    def _one(
+        self,
+        gateway: str | None,
+        req: Request,
+        works: dict[tuple[str, str], Work],
+        now: int,
+        now_s: float,
+        out: Output,
+    ) -> None:
+        key = (req.kind, req.entity)
+        try:
+            work = works.get(key)
+            if work is None:
+                work = works[key] = self._start_work(key, now)
+            work.entity.activity.messages += 1
+            work.entity.activity.last_active = now_s
+            if isinstance(req.cmd, Subscribe | Unsubscribe):
+                self._subscribe(gateway, req, out)
+            elif isinstance(work.entity, HuntEntity):
+                hunt_work(work, gateway, req, now)
+            else:
+                player_work(work, gateway, req, now)
+        except StoreError as exc:
+            log.warning("store error activating %s %s: %s", req.kind, req.entity, exc)
+            self.stats.store_errors += 1
+            out.reply(gateway, req.req, UNAVAILABLE)
+        except Exception:
+            log.exception("bug handling %r for %s %s", req.cmd, req.kind, req.entity)
+            out.reply(gateway, req.req, INTERNAL)
+
+    def _start_work(self, key: tuple[str, str], now: int) -> Work:
+        entity = self.entities.get(key)
+        if entity is None:
+            entity = self._load(key)
+        work = Work(entity, entity.state)
+        if isinstance(entity, HuntEntity) and _due(entity, now):
+            hunt_work(work, None, Request(0, "hunt", entity.id, None), now)
+        return work
+
+    def _load(self, key: tuple[str, str]) -> Entity:
+        kind, entity_id = key
+        entity: Entity = (
+            load_hunt(self.store, entity_id)
+            if kind == "hunt"
+            else load_player(self.store, entity_id)
+        )
+        entity.activity.activated_at = entity.activity.last_active = self.clock()
+        self.entities[key] = entity
+        self.stats.activations += 1
+        return entity
+
+    def _subscribe(self, gateway: str | None, req: Request, out: Output) -> None:
+        if gateway is None:
+            return
+        if isinstance(req.cmd, Subscribe):
+            self.subs[req.entity].add(gateway)
+        else:
+            self.subs[req.entity].discard(gateway)
+        entity = self.entities.get(("hunt", req.entity))
+        seq = entity.version if entity is not None else 0
+        out.reply(gateway, req.req, {"t": "ok", "seq": seq})
+
+    # ---- group commit ---------------------------------------------------------
+
+    def _commit(self, works: dict[tuple[str, str], Work], out: Output) -> None:
+        requests: list[AppendRequest] = []
+        where: list[tuple[Work, int]] = []
+        for work in works.values():
+            for i, stream in enumerate(work.entity.streams):
+                events = work.pending[i]
+                if events:
+                    version = work.entity.version if i == 0 else work.entity.replies_version  # type: ignore[union-attr]
+                    requests.append(AppendRequest(stream, version, events))
+                    where.append((work, i))
+        outcomes = self._append(requests)
+        for (work, i), outcome in zip(where, outcomes, strict=True):
+            work.stored[i] = not isinstance(outcome, StoreError)
+        for work in works.values():
+            self._settle(work, out)
+
+    def _append(self, requests: list[AppendRequest]) -> list[AppendOutcome]:
+        if not requests:
+            return []
+        try:
+            outcomes = self.store.append_many(requests)
+        except StoreError as exc:
+            outcomes = [exc] * len(requests)
+        for req, outcome in zip(requests, outcomes, strict=True):
+            if isinstance(outcome, StoreError):
+                self.stats.store_errors += 1
+                log.warning("append to %s failed: %s", req.stream, outcome)
+            else:
+                self.stats.events_appended += len(req.events)
+        return outcomes
+
+    def _settle(self, work: Work, out: Output) -> None:
+        entity = work.entity
+        key = (entity.kind, entity.id)
+        if all(work.stored.get(i, True) for i in range(len(entity.streams))):
+            work.commit()
+        else:
+            self._reload(key)
+        if work.stored.get(0, False) and isinstance(entity, HuntEntity):
+            self._publish(entity.id, work, out)
+        for answer in work.answers:
+            self._answer(answer, work, out)
+        live = self.entities.get(key)
+        if live is not None and live.state is None:
+            del self.entities[key]  # nothing by that id: keep no empty shell
+        elif live is entity:
+            self._maybe_snapshot(entity)
+
+    def _answer(self, answer: Answer, work: Work, out: Output) -> None:
+        if answer.stream is not None and not work.stored.get(answer.stream, False):
+            out.reply(answer.gateway, answer.req.req, UNAVAILABLE)
+            return
+        if answer.query:
+            live = self.entities.get((work.entity.kind, work.entity.id))
+            msg = UNAVAILABLE if live is None else query_reply(live, answer.req, self.store)
+            out.reply(answer.gateway, answer.req.req, msg)
+            return
+        out.reply(answer.gateway, answer.req.req, answer.reply)
+
+    def _reload(self, key: tuple[str, str]) -> None:
+        self.entities.pop(key, None)
+        try:
+            self._load(key)
+        except StoreError as exc:
+            log.warning("cannot reload %s %s: %s", *key, exc)
+
+    def _publish(self, hunt_id: str, work: Work, out: Output) -> None:
+        gateways = self.subs.get(hunt_id, ())
+        for seq, frame, note in work.published:
+            for gw in gateways:
+                out.events[gw].append((hunt_id, seq, frame))
+            if note is not None:
+                out.notes[shard_for("player", note[0], self.count)].append(note)
+
+    def _maybe_snapshot(self, entity: Entity) -> None:
+        if entity.state is None or entity.version - entity.snapshot_seq < self.snapshot_every:
+            return
+        try:
+            self.store.save_snapshot(entity.streams[0], entity.version, entity.snapshot())
+            entity.snapshot_seq = entity.version
+        except StoreError as exc:
+            log.warning("snapshot of %s failed: %s", entity.streams[0], exc)
+
+    def _passivate(self, now_s: float) -> None:
+        idle = [
+            key
+            for key, e in self.entities.items()
+            if now_s - e.activity.last_active >= self.passivate_after_s and not _pinned(e)
+        ]
+        for key in idle:
+            entity = self.entities.pop(key)
+            if entity.version > entity.snapshot_seq:
+                entity.snapshot_seq = entity.version - self.snapshot_every  # force one
+                self._maybe_snapshot(entity)
+            self.stats.passivations += 1
+
+
+def _due(entity: HuntEntity, now: int) -> bool:
+    s = entity.state
+    return s is not None and s.phase == "running" and s.ends_at is not None and now >= s.ends_at
+
+
+def _pinned(entity: Entity) -> bool:
+    """A running hunt with a time limit stays active so its timer fires."""
+    s = entity.state
+    return isinstance(s, HuntState) and s.phase == "running" and s.ends_at is not None

@@ -1,0 +1,88 @@
+"""Entity states as versioned bytes, for the store's snapshots."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any, cast
+
+import msgpack
+
+from actors.events import ClueDef, Reply
+from actors.hunt_state import HuntState, Member, Phase
+from actors.player import PlayerState
+from protocol.messages import CommandId, HuntId, PlayerId
+
+SNAPSHOT_VERSION = 1
+
+
+def _pack(kind: str, body: dict[str, Any]) -> bytes:
+    return cast(bytes, msgpack.packb({"kind": kind, "v": SNAPSHOT_VERSION, "body": body}))
+
+
+def _unpack(raw: bytes, kind: str) -> dict[str, Any]:
+    doc = msgpack.unpackb(raw, raw=False, strict_map_key=False)
+    if doc.get("kind") != kind or doc.get("v") != SNAPSHOT_VERSION:
+        raise ValueError(f"not a {kind} snapshot of version {SNAPSHOT_VERSION}")
+    return cast(dict[str, Any], doc["body"])
+
+
+def hunt_to_bytes(state: HuntState, replies_version: int) -> bytes:
+    body = {
+        "hunt_id": state.hunt_id,
+        "name": state.name,
+        "organizer": state.organizer,
+        "created_at": state.created_at,
+        "clues": [asdict(c) for c in state.clues],
+        "duration_s": state.duration_s,
+        "max_players": state.max_players,
+        "phase": state.phase.value,
+        "started_at": state.started_at,
+        "ends_at": state.ends_at,
+        "finished_reason": state.finished_reason,
+        "members": [asdict(m) for m in state.members.values()],
+        "seq": state.seq,
+        "recent": {p: {c: r.to_data() for c, r in rs.items()} for p, rs in state.recent.items()},
+        "replies_version": replies_version,
+    }
+    return _pack("hunt", body)
+
+
+def hunt_from_bytes(raw: bytes) -> tuple[HuntState, int]:
+    b = _unpack(raw, "hunt")
+    members = {
+        PlayerId(m["player_id"]): Member(**{**m, "solved": tuple(m["solved"])})
+        for m in b["members"]
+    }
+    recent = {
+        PlayerId(p): {CommandId(c): Reply.from_data(r) for c, r in rs.items()}
+        for p, rs in b["recent"].items()
+    }
+    state = HuntState(
+        HuntId(b["hunt_id"]),
+        b["name"],
+        PlayerId(b["organizer"]),
+        b["created_at"],
+        tuple(ClueDef(**c) for c in b["clues"]),
+        b["duration_s"],
+        b["max_players"],
+        Phase(b["phase"]),
+        b["started_at"],
+        b["ends_at"],
+        b["finished_reason"],
+        members,
+        b["seq"],
+        recent,
+    )
+    return state, int(b["replies_version"])
+
+
+def player_to_bytes(state: PlayerState) -> bytes:
+    body = asdict(state)
+    body["hunts"] = {h: list(v) for h, v in state.hunts.items()}
+    return _pack("player", body)
+
+
+def player_from_bytes(raw: bytes) -> PlayerState:
+    b = _unpack(raw, "player")
+    hunts = {HuntId(h): (bool(v[0]), int(v[1])) for h, v in b["hunts"].items()}
+    return PlayerState(PlayerId(b["player_id"]), b["name"], b["token_hash"], b["created_at"], hunts)

@@ -1,0 +1,155 @@
+"""One entity's share of a batch: its speculative state, pending events, answers.
+
+``hunt_work``/``player_work`` run the pure rules for one request and record
+what must be stored and said; ``ShardCore`` commits and then answers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from actors.entity import (
+    Entity,
+    HuntEntity,
+    event_frame,
+    metadata,
+    new_event,
+    read_event,
+)
+from actors.events import (
+    HuntCreated,
+    HuntEvent,
+    PlayerJoined,
+    PlayerLeft,
+    Reply,
+    ReplyRecorded,
+)
+from actors.hunt_rules import Ctx, Tick, apply, decide
+from actors.hunt_state import HuntState, hunt_view
+from actors.messages import Request
+from actors.player import PlayerState, decide_player, evolve_player
+from persistence.base import EventStore, NewEvent
+from persistence.errors import StoreError
+from protocol.errors import ErrorCode
+from protocol.messages import GetHunt, PlayerId, Resume
+
+Note = tuple[str, str, bool, int]
+
+
+@dataclass
+class Answer:
+    gateway: str | None
+    req: Request
+    reply: dict[str, Any]
+    stream: int | None  # the stream its events went to; None when it stored nothing
+    query: bool = False
+
+
+@dataclass
+class Work:
+    entity: Entity
+    state: Any
+    pending: dict[int, list[NewEvent]] = field(default_factory=lambda: {0: [], 1: []})
+    published: list[tuple[int, bytes, Note | None]] = field(default_factory=list)
+    answers: list[Answer] = field(default_factory=list)
+    stored: dict[int, bool] = field(default_factory=dict)
+
+    def commit(self) -> None:
+        e = self.entity
+        e.state = self.state
+        e.version += len(self.pending[0])
+        if isinstance(e, HuntEntity):
+            e.replies_version += len(self.pending[1])
+            e.frames.extend((seq, frame) for seq, frame, _ in self.published)
+
+
+def render(reply: Reply, state: HuntState | None) -> dict[str, Any]:
+    if reply.code is not None:
+        return {"t": "error", "code": reply.code, "message": reply.message}
+    msg = {"t": "ok", **reply.result}
+    if reply.with_view and state is not None:
+        msg["hunt"] = hunt_view(state)
+        msg["seq"] = state.seq
+    return msg
+
+
+def hunt_work(work: Work, gateway: str | None, req: Request, now: int) -> None:
+    if isinstance(req.cmd, GetHunt | Resume):
+        work.answers.append(Answer(gateway, req, {}, None, query=True))
+        return
+    cmd = Tick() if req.cmd is None else req.cmd
+    ctx = Ctx(PlayerId(req.player), req.name, now)
+    state: HuntState | None = work.state
+    decision = decide(state, cmd, ctx)
+    stream = None
+    if decision.events:
+        seq = state.seq if state is not None else 0
+        after = apply(state, cmd, ctx, decision)
+        public = [e for e in decision.events if not isinstance(e, ReplyRecorded)]
+        kept = decision.reply if decision.remembered and not isinstance(cmd, Tick) else None
+        for k, event in enumerate(public, 1):
+            assert not isinstance(event, ReplyRecorded)
+            meta = metadata(cmd.id, req.player, kept if k == len(public) else None)
+            work.pending[0].append(new_event(event, meta))
+            work.published.append(
+                (seq + k, event_frame(after.hunt_id, seq + k, event), _note(after, event, seq + k))  # type: ignore[arg-type]
+            )
+        for recorded in decision.events:
+            if isinstance(recorded, ReplyRecorded):
+                work.pending[1].append(new_event(recorded, {}))
+        stream = 0 if public else 1
+        work.state = after
+    if gateway is not None:
+        work.answers.append(Answer(gateway, req, render(decision.reply, work.state), stream))
+
+
+def _note(state: HuntState, event: HuntEvent, seq: int) -> Note | None:
+    match event:
+        case HuntCreated():
+            return (state.organizer, state.hunt_id, True, seq)
+        case PlayerJoined(player_id=pid):
+            return (pid, state.hunt_id, True, seq)
+        case PlayerLeft(player_id=pid):
+            return (pid, state.hunt_id, False, seq)
+    return None
+
+
+def player_work(work: Work, gateway: str | None, req: Request, now: int) -> None:
+    state: PlayerState | None = work.state
+    decision = decide_player(state, PlayerId(req.entity), req.cmd, now)
+    for event in decision.events:
+        work.pending[0].append(new_event(event, {}))
+        state = evolve_player(state, event)
+    work.state = state
+    if gateway is not None:
+        msg = render(decision.reply, None)
+        work.answers.append(Answer(gateway, req, msg, 0 if decision.events else None))
+
+
+def query_reply(entity: Entity, req: Request, store: EventStore) -> dict[str, Any]:
+    state = entity.state
+    if not isinstance(entity, HuntEntity) or not isinstance(state, HuntState):
+        return {"t": "error", "code": ErrorCode.NOT_FOUND, "message": "no such hunt"}
+    if isinstance(req.cmd, GetHunt):
+        return {"t": "ok", "hunt": hunt_view(state), "seq": state.seq}
+    player = PlayerId(req.player)
+    if state.member(player) is None and player != state.organizer:
+        return {"t": "error", "code": ErrorCode.FORBIDDEN, "message": "not a member of this hunt"}
+    try:
+        frames = frames_after(entity, req.cmd.after_seq, store)
+    except StoreError:
+        return {"t": "error", "code": ErrorCode.UNAVAILABLE, "message": "cannot read events now"}
+    return {"t": "ok", "seq": state.seq, "_frames": frames}
+
+
+def frames_after(entity: HuntEntity, after: int, store: EventStore) -> list[bytes]:
+    cached = entity.frames
+    if cached and cached[0][0] <= after + 1:
+        return [frame for seq, frame in cached if seq > after]
+    frames = []
+    for stored in store.read(entity.streams[0], after):
+        if stored.seq > entity.version:
+            break
+        frames.append(event_frame(entity.id, stored.seq, read_event(stored)))  # type: ignore[arg-type]
+    return frames
