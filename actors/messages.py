@@ -101,3 +101,8 @@ class InspectReply:
     ok: bool
     data: Any
     error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Stopping:
+    """The server is shutting down: the Director stops recreating shards."""

@@ -28,6 +28,7 @@ from protocol.messages import (
 PROTOCOL_VERSION = v1.VERSION
 VERSIONS = {v1.VERSION: v1.COMMANDS}
 MAX_FRAME_BYTES = 64 * 1024
+_ENVELOPE = frozenset({"t", "re"})
 
 
 def decode_frame(frame: bytes | str) -> dict[str, Any]:
@@ -79,7 +80,8 @@ def decode(frame: bytes | str, version: int = PROTOCOL_VERSION) -> Command:
 def to_wire(msg: ServerMessage) -> dict[str, Any]:
     """The plain map of a server message, ``t`` first."""
     if isinstance(msg, Ok):
-        return {"t": "ok", "re": msg.re, **msg.result}
+        result = {k: v for k, v in msg.result.items() if k not in _ENVELOPE}
+        return {"t": "ok", "re": msg.re, **result}
     out: dict[str, Any] = {"t": msg.TYPE}
     for f in fields(msg):
         out[f.name] = getattr(msg, f.name)
@@ -97,9 +99,16 @@ def pack(value: Mapping[str, Any]) -> bytes:
 def decode_server(frame: bytes) -> ServerMessage:
     """For clients (bots, tests): one server frame as a typed message."""
     m = decode_frame(frame)
+    try:
+        return _server_message(m)
+    except (KeyError, TypeError) as exc:
+        raise ProtocolError(ErrorCode.BAD_FRAME, f"server message lacks {exc}") from exc
+
+
+def _server_message(m: dict[str, Any]) -> ServerMessage:
     t = m.get("t")
     if t == "ok":
-        result = {k: v for k, v in m.items() if k not in ("t", "re")}
+        result = {k: v for k, v in m.items() if k not in _ENVELOPE}
         return Ok(m["re"], result)
     if t == "error":
         return Error(m.get("re"), m["code"], m["message"])

@@ -69,7 +69,12 @@ class StoreConformance(ABC):
             barrier = threading.Barrier(writers)
             results: list[int | StoreError] = []
 
-            def write(w: int, r: int = r, barrier: threading.Barrier = barrier) -> None:
+            def write(
+                w: int,
+                r: int = r,
+                barrier: threading.Barrier = barrier,
+                results: list[int | StoreError] = results,
+            ) -> None:
                 barrier.wait()
                 try:
                     results.append(store.append("race", r, [ev(r * 10 + w, writer=w)]))

@@ -1,0 +1,206 @@
+"""The Thespian actors: a Director that supervises ShardHosts, which host entities.
+
+The Director creates the shards, recreates one that exits, tells shards and
+gateways where every shard lives, and answers placement and inspection
+queries. A ShardHost wraps a ``ShardCore`` and moves its batches in and out.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+from thespian.actors import (
+    Actor,
+    ActorExitRequest,
+    ChildActorExited,
+    WakeupMessage,
+)
+
+from actors.inspection import inspect_shard
+from actors.messages import (
+    CommandBatch,
+    EventBatch,
+    Inspect,
+    InspectReply,
+    NoteBatch,
+    RegisterGateway,
+    ReplyBatch,
+    ShardDirectory,
+    ShardsChanged,
+    ShardSettings,
+    Stopping,
+)
+from actors.shard import Output, ShardCore
+from persistence.factory import open_store
+
+log = logging.getLogger("treasure.actors")
+
+
+class ShardHost(Actor):  # type: ignore[misc]
+    def __init__(self) -> None:
+        super().__init__()
+        self.core: ShardCore | None = None
+        self.settings: ShardSettings | None = None
+        self.shards: list[Any] = []
+        self.gateways: dict[str, Any] = {}
+        self.early: list[tuple[Any, Any]] = []
+
+    def receiveMessage(self, msg: Any, sender: Any) -> None:
+        if self.core is None and isinstance(msg, CommandBatch | NoteBatch):
+            self.early.append((msg, sender))  # arrived before our settings
+        elif isinstance(msg, CommandBatch):
+            self.gateways[msg.gateway] = msg.reply_to
+            self._emit(self._core().handle(msg.gateway, msg.requests))
+        elif isinstance(msg, NoteBatch):
+            self._emit(self._core().notes(msg.notes))
+        elif isinstance(msg, WakeupMessage):
+            if self.core is not None and self.settings is not None:
+                self._emit(self.core.tick())
+                self.wakeupAfter(timedelta(seconds=self.settings.tick_s))
+        elif isinstance(msg, ShardSettings):
+            self._start(msg)
+            self.send(sender, InspectReply(True, {"index": msg.index, "pid": os.getpid()}))
+            for early, early_sender in self.early:
+                self.receiveMessage(early, early_sender)
+            self.early.clear()
+        elif isinstance(msg, ShardDirectory):
+            self.shards = msg.shards
+        elif isinstance(msg, RegisterGateway):
+            self.gateways[msg.gateway] = msg.address
+        elif isinstance(msg, Inspect):
+            self.send(sender, self._inspect(msg))
+        elif isinstance(msg, ActorExitRequest) and self.core is not None:
+            self.core.store.close()
+
+    def _start(self, settings: ShardSettings) -> None:
+        self.settings = settings
+        store = open_store(settings.store)
+        self.core = ShardCore(
+            settings.index,
+            settings.count,
+            store,
+            snapshot_every=settings.snapshot_every,
+            passivate_after_s=settings.passivate_after_s,
+        )
+        self.wakeupAfter(timedelta(seconds=settings.tick_s))
+
+    def _core(self) -> ShardCore:
+        if self.core is None:
+            raise RuntimeError("shard used before its settings arrived")
+        return self.core
+
+    def _emit(self, out: Output) -> None:
+        for gw, replies in out.replies.items():
+            self.send(self.gateways[gw], ReplyBatch(replies))
+        for gw, events in out.events.items():
+            if gw in self.gateways:
+                self.send(self.gateways[gw], EventBatch(events))
+        for index, notes in out.notes.items():
+            if self.core is not None and index == self.core.index:
+                self._emit(self.core.notes(notes))
+            elif index < len(self.shards):
+                self.send(self.shards[index], NoteBatch(notes))
+
+    def _inspect(self, msg: Inspect) -> InspectReply:
+        try:
+            return InspectReply(True, inspect_shard(self._core(), msg, _memory_kb()))
+        except Exception as exc:
+            log.exception("inspection %s failed", msg.what)
+            return InspectReply(False, None, f"{type(exc).__name__}: {exc}")
+
+
+class Director(Actor):  # type: ignore[misc]
+    """Supervisor: one per actor system, created with ``globalName="director"``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.template: ShardSettings | None = None
+        self.shards: list[Any] = []
+        self.pids: list[int] = []
+        self.gateways: dict[str, Any] = {}
+        self.restarts = 0
+        self.requester: Any = None
+        self.replaced: list[int] = []
+        self.stopping = False
+
+    def receiveMessage(self, msg: Any, sender: Any) -> None:
+        if isinstance(msg, ShardSettings):
+            self.template, self.requester = msg, sender
+            self.shards = [self._spawn(i) for i in range(msg.count)]
+        elif isinstance(msg, RegisterGateway):
+            self.gateways[msg.gateway] = msg.address
+            for shard in self.shards:
+                self.send(shard, msg)
+            self.send(sender, ShardDirectory(list(self.shards)))
+        elif isinstance(msg, ChildActorExited) and not self.stopping:
+            self._replace(msg.childAddress)
+        elif isinstance(msg, Stopping | ActorExitRequest):
+            self.stopping = True
+            if isinstance(msg, Stopping):
+                self.send(sender, InspectReply(True, {"stopping": True}))
+        elif isinstance(msg, InspectReply) and isinstance(msg.data, dict) and "pid" in msg.data:
+            self._started(msg.data["index"], msg.data["pid"])
+        elif isinstance(msg, Inspect):
+            self.send(sender, self._inspect(msg))
+
+    def _spawn(self, index: int) -> Any:
+        assert self.template is not None
+        shard = self.createActor(ShardHost)
+        settings = replace(self.template, index=index)
+        self.send(shard, settings)
+        for name, address in self.gateways.items():
+            self.send(shard, RegisterGateway(name, address))
+        while len(self.pids) <= index:
+            self.pids.append(0)
+        self.pids[index] = 0
+        return shard
+
+    def _started(self, index: int, pid: int) -> None:
+        self.pids[index] = pid
+        if 0 in self.pids:
+            return
+        if self.requester is not None:
+            self.send(self.requester, ShardDirectory(list(self.shards)))
+            self.requester = None
+        self._announce(self.replaced)
+        self.replaced = []
+
+    def _replace(self, dead: Any) -> None:
+        for index, shard in enumerate(self.shards):
+            if shard == dead:
+                log.warning("shard %d exited; recreating it", index)
+                self.restarts += 1
+                self.shards[index] = self._spawn(index)
+                self.replaced.append(index)
+                return
+
+    def _announce(self, replaced: list[int]) -> None:
+        directory = ShardDirectory(list(self.shards))
+        for shard in self.shards:
+            self.send(shard, directory)
+        for address in self.gateways.values():
+            self.send(address, ShardsChanged(list(self.shards), replaced))
+
+    def _inspect(self, msg: Inspect) -> InspectReply:
+        if msg.what == "director":
+            data = {
+                "pid": os.getpid(),
+                "memory_kb": _memory_kb(),
+                "shards": len(self.shards),
+                "shard_pids": list(self.pids),
+                "restarts": self.restarts,
+                "gateways": sorted(self.gateways),
+            }
+            return InspectReply(True, data)
+        if msg.what == "shards":
+            return InspectReply(True, list(self.shards))
+        return InspectReply(False, None, f"the director does not answer {msg.what!r}")
+
+
+def _memory_kb() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -1,0 +1,89 @@
+"""Settings, read once at the edge (flags, then ``TREASURE_*`` environment variables)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from persistence.factory import StoreConfig
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8765
+    data_dir: Path = Path("data")
+    store: str = "sqlite"
+    cassandra_hosts: tuple[str, ...] = ("127.0.0.1:9042",)
+    keyspace: str = "treasure"
+    shards: int = field(default_factory=lambda: os.cpu_count() or 1)
+    admin_port: int = 1900
+    log_level: str = "info"
+    log_format: str = "text"
+    max_frame_bytes: int = 64 * 1024
+    rate_per_s: float = 100.0
+    rate_burst: int = 200
+    out_queue_frames: int = 1024
+    bad_frames_close_after: int = 20
+    snapshot_every: int = 100
+    passivate_after_s: float = 300.0
+    request_timeout_s: float = 10.0
+    admin_http_port: int = 8766
+    admin_token: str | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    def store_config(self) -> StoreConfig:
+        return StoreConfig(
+            backend=self.store,
+            data_dir=self.data_dir,
+            cassandra_hosts=self.cassandra_hosts,
+            keyspace=self.keyspace,
+        )
+
+
+_FLAGS: list[tuple[str, type, str]] = [
+    ("host", str, "address to listen on"),
+    ("port", int, "WebSocket port (0: any free port)"),
+    ("data-dir", Path, "where the SQLite store and the admin token live"),
+    ("store", str, "sqlite or cassandra"),
+    ("cassandra-hosts", str, "comma-separated host:port list"),
+    ("keyspace", str, "Cassandra keyspace"),
+    ("shards", int, "ShardHost actors (default: one per CPU core)"),
+    ("admin-port", int, "Thespian admin port"),
+    ("log-level", str, "debug, info, warning, error"),
+    ("log-format", str, "text or json"),
+    ("max-frame-bytes", int, "largest accepted frame; larger ones close with 1009"),
+    ("rate-per-s", float, "commands per second per connection"),
+    ("rate-burst", int, "burst of commands per connection"),
+    ("snapshot-every", int, "snapshot an entity every N events"),
+    ("passivate-after-s", float, "drop an idle entity from memory after this long"),
+    ("admin-http-port", int, "admin console / metrics HTTP port"),
+    ("admin-token", str, "bearer token for the admin endpoint"),
+    ("tls-cert", Path, "certificate file for wss://"),
+    ("tls-key", Path, "key file for wss://"),
+]
+
+
+def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
+    parser = argparse.ArgumentParser(prog="run_server.py", description="Treasure hunt game server")
+    for flag, kind, text in _FLAGS:
+        parser.add_argument(f"--{flag}", type=kind, help=text)
+    args = vars(parser.parse_args(list(argv)))
+    values: dict[str, object] = {}
+    for flag, kind, _ in _FLAGS:
+        name = flag.replace("-", "_")
+        raw = args[name]
+        if raw is None and f"TREASURE_{name.upper()}" in env:
+            raw = kind(env[f"TREASURE_{name.upper()}"])
+        if raw is not None:
+            values[name] = raw
+    if isinstance(values.get("cassandra_hosts"), str):
+        values["cassandra_hosts"] = tuple(str(values["cassandra_hosts"]).split(","))
+    settings = Settings(**values)  # type: ignore[arg-type]
+    if settings.store not in ("sqlite", "cassandra"):
+        parser.error("--store must be sqlite or cassandra")
+    return settings
