@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import resource
+import signal
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -41,9 +42,17 @@ from persistence.factory import open_store
 log = logging.getLogger("treasure.actors")
 
 
+def _ignore_group_signals() -> None:
+    """Ctrl-C or a TERM sent to the whole group must not kill actors mid-shutdown:
+    the server's main process stops them in order, by message."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 class ShardHost(Actor):  # type: ignore[misc]
     def __init__(self) -> None:
         super().__init__()
+        _ignore_group_signals()
         self.core: ShardCore | None = None
         self.settings: ShardSettings | None = None
         self.shards: list[Any] = []
@@ -119,6 +128,7 @@ class Director(Actor):  # type: ignore[misc]
 
     def __init__(self) -> None:
         super().__init__()
+        _ignore_group_signals()
         self.template: ShardSettings | None = None
         self.shards: list[Any] = []
         self.pids: list[int] = []

@@ -70,12 +70,18 @@ def replace_stale_admin(port: int, timeout_s: float = 15.0) -> None:
 def start(settings: Settings) -> Runtime:
     os.environ.setdefault("THESPIAN_BASE_IPADDR", "127.0.0.1")
     replace_stale_admin(settings.admin_port)
-    asys = ActorSystem(
-        BASE,
-        capabilities={"Admin Port": settings.admin_port},
-        logDefs=_log_defs(settings.log_level),
-        transientUnique=True,
-    )
+    # The admin and logger processes are forked here and inherit these dispositions.
+    saved = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        asys = ActorSystem(
+            BASE,
+            capabilities={"Admin Port": settings.admin_port},
+            logDefs=_log_defs(settings.log_level),
+            transientUnique=True,
+        )
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
     try:
         director = asys.createActor(Director, globalName="director")
         template = ShardSettings(

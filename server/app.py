@@ -1,0 +1,41 @@
+"""Runs the whole server: actor system first (before any thread), then the gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from server import actorsys
+from server.config import Settings
+from server.gateway import Gateway
+
+log = logging.getLogger("treasure")
+
+
+def run(settings: Settings) -> None:
+    runtime = actorsys.start(settings)
+    try:
+        asyncio.run(_serve(settings, runtime))
+    finally:
+        actorsys.stop(runtime)
+        log.info("actor system stopped; bye")
+
+
+async def _serve(settings: Settings, runtime: actorsys.Runtime) -> None:
+    gateway = Gateway(settings, runtime)
+    await gateway.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info(
+        "treasure server ready at %s (store %s, %d shards, thespian admin port %d)",
+        gateway.url,
+        settings.store,
+        settings.shards,
+        settings.admin_port,
+    )
+    await stop.wait()
+    log.info("shutting down: finishing in-flight commands, closing clients with 1001")
+    await gateway.stop()

@@ -1,0 +1,87 @@
+"""One client connection: its state, its bounded outgoing queue, its rate limit."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from enum import Enum
+from typing import Any
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+log = logging.getLogger("treasure.gateway")
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+CLOSE_TRY_AGAIN = 1013
+
+
+class ConnState(Enum):
+    AWAITING_HELLO = "awaiting_hello"
+    HELLO_PENDING = "hello_pending"
+    READY = "ready"
+    CLOSED = "closed"
+
+
+class TokenBucket:
+    def __init__(self, rate: float, burst: int, clock: Any = time.monotonic) -> None:
+        self.rate, self.burst, self.clock = rate, float(burst), clock
+        self.tokens, self.stamp = float(burst), clock()
+
+    def take(self) -> bool:
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+class Connection:
+    def __init__(self, ws: ServerConnection, limit: int, bucket: TokenBucket) -> None:
+        self.ws = ws
+        self.state = ConnState.AWAITING_HELLO
+        self.player_id = ""
+        self.name = ""
+        self.bucket = bucket
+        self.bad_frames = 0
+        self._limit = limit
+        self._out: deque[bytes] = deque()
+        self._writer: asyncio.Task[None] | None = None
+        self.feeds: dict[str, Any] = {}
+
+    @property
+    def remote(self) -> str:
+        addr = self.ws.remote_address
+        return str(addr[0]) if addr else "?"
+
+    def send(self, frame: bytes) -> None:
+        if self.state is ConnState.CLOSED:
+            return
+        if len(self._out) >= self._limit:
+            self.close(CLOSE_POLICY, "too slow: outgoing queue full")
+            return
+        self._out.append(frame)
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        try:
+            while self._out and self.state is not ConnState.CLOSED:
+                await self.ws.send(self._out.popleft())
+        except ConnectionClosed:
+            self.state = ConnState.CLOSED
+        finally:
+            self._writer = None
+
+    def close(self, code: int, reason: str) -> None:
+        if self.state is ConnState.CLOSED:
+            return
+        log.info("closing %s (player %s): %d %s", self.remote, self.player_id or "-", code, reason)
+        self.state = ConnState.CLOSED
+        self._out.clear()
+        asyncio.get_running_loop().create_task(self.ws.close(code, reason))

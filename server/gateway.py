@@ -1,0 +1,137 @@
+"""The WebSocket gateway: accepts clients, feeds frames to the sessions, drains on stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import uuid
+from typing import Any
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from actors.placement import shard_for
+from protocol import codec
+from protocol.errors import ErrorCode
+from protocol.messages import Error
+from server.actorsys import Runtime
+from server.bridge import Bridge
+from server.config import Settings
+from server.connection import CLOSE_GOING_AWAY, Connection, ConnState, TokenBucket
+from server.feeds import Hub
+from server.metrics import Metrics
+from server.session import Sessions
+
+log = logging.getLogger("treasure.gateway")
+
+
+class Gateway:
+    def __init__(self, settings: Settings, runtime: Runtime) -> None:
+        self.settings = settings
+        self.runtime = runtime
+        self.metrics = Metrics()
+        self.bridge = Bridge(
+            runtime.asys, runtime.director, runtime.shards, f"gw-{uuid.uuid4().hex[:8]}"
+        )
+        self.hub = Hub(self._fetch, self._subscribe_hunt)
+        self.sessions = Sessions(
+            self.bridge,
+            self.hub,
+            self.metrics,
+            timeout_s=settings.request_timeout_s,
+            bad_frame_limit=settings.bad_frames_close_after,
+        )
+        self.connections: set[Connection] = set()
+        self.draining = False
+        self._server: Server | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        scheme = "wss" if self.settings.tls_cert else "ws"
+        return f"{scheme}://{self.settings.host}:{self.port}/"
+
+    async def start(self) -> None:
+        self.bridge.on_events = self._publish
+        self.bridge.on_shards_changed = self._shards_changed
+        self.bridge.start(asyncio.get_running_loop())
+        self._server = await serve(
+            self._handle,
+            self.settings.host,
+            self.settings.port,
+            max_size=self.settings.max_frame_bytes,
+            compression=None,
+            ssl=self._tls(),
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def _tls(self) -> ssl.SSLContext | None:
+        if self.settings.tls_cert is None:
+            return None
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(self.settings.tls_cert, self.settings.tls_key)
+        return ctx
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        s = self.settings
+        conn = Connection(ws, s.out_queue_frames, TokenBucket(s.rate_per_s, s.rate_burst))
+        self.connections.add(conn)
+        self.metrics.connections.inc()
+        try:
+            async for frame in ws:
+                if self.draining:
+                    self._refuse(conn, frame)
+                else:
+                    self.sessions.on_frame(conn, frame)
+        except ConnectionClosed:
+            pass
+        finally:
+            conn.state = ConnState.CLOSED
+            self.sessions.closed(conn)
+            self.connections.discard(conn)
+            self.metrics.connections.dec()
+
+    def _refuse(self, conn: Connection, frame: Any) -> None:
+        try:
+            _, cid = codec.read_envelope(codec.decode_frame(frame))
+        except Exception:
+            cid = None
+        conn.send(codec.encode(Error(cid, ErrorCode.UNAVAILABLE, "server shutting down")))
+
+    def _publish(self, events: list[tuple[str, int, bytes]]) -> None:
+        self.hub.publish(events)
+
+    def _fetch(self, conn: Connection, hunt: str, after: int) -> asyncio.Future[dict[str, Any]]:
+        return self.sessions.fetch(conn, hunt, after)
+
+    def _subscribe_hunt(self, hunt: str) -> None:
+        self.bridge.subscribe(hunt)
+
+    def _shards_changed(self, replaced: list[int]) -> None:
+        for hunt in self.hub.hunts():
+            if shard_for("hunt", hunt, self.bridge.count) in replaced:
+                self.bridge.subscribe(hunt)
+
+    def kick(self, player: str, reason: str) -> int:
+        conns = list(self.sessions.by_player.get(player, ()))
+        for conn in conns:
+            conn.close(4000, reason[:120])
+        return len(conns)
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Finish in-flight commands, close every client with 1001, stop the bridge."""
+        self.draining = True
+        try:
+            await asyncio.wait_for(self.bridge.idle.wait(), grace_s)
+        except TimeoutError:
+            log.warning("%d commands still in flight at shutdown", self.bridge.in_flight())
+        if self._server is not None:
+            self._server.close(close_connections=True)
+            await self._server.wait_closed()
+        await asyncio.to_thread(self.bridge.stop)
+        log.info("gateway stopped; %d connections were open", len(self.connections))
+
+    def close_all(self, code: int = CLOSE_GOING_AWAY) -> None:
+        for conn in list(self.connections):
+            conn.close(code, "server shutting down")

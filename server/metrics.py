@@ -1,0 +1,47 @@
+"""Prometheus metrics of one server (its own registry, so servers never share)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.connections = Gauge("treasure_connections", "Open WebSocket connections", registry=r)
+        self.commands = Counter(
+            "treasure_commands", "Commands received, by type", ["type"], registry=r
+        )
+        self.outcomes = Counter(
+            "treasure_replies",
+            "Replies sent, by command type and outcome",
+            ["type", "outcome"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "treasure_command_seconds",
+            "Command latency inside the server, by type",
+            ["type"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.events_out = Counter(
+            "treasure_events_pushed", "Event frames sent to clients", registry=r
+        )
+        self.slow_clients = Counter(
+            "treasure_slow_clients_dropped", "Clients closed for not keeping up", registry=r
+        )
+        self.bad_frames = Counter(
+            "treasure_bad_frames", "Frames that were not valid commands", registry=r
+        )
+
+    def command(self, t: str) -> None:
+        self.commands.labels(t).inc()
+
+    def outcome(self, t: str, outcome: str, elapsed: float | None) -> None:
+        self.outcomes.labels(t, outcome).inc()
+        if elapsed is not None:
+            self.latency.labels(t).observe(elapsed)

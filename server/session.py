@@ -1,0 +1,231 @@
+"""What the gateway does with each command: checks, routing, replies.
+
+No game rule lives here: the session authenticates, applies the rate limit,
+routes each command to its entity's shard and turns the entity's answer into
+a reply frame. Protocol errors become ``error`` replies in one place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from actors.ids import hash_secret, hunt_id_for, new_player_id, new_token, split_token
+from actors.player import Authenticate, Register
+from protocol import codec
+from protocol.errors import ErrorCode, ProtocolError
+from protocol.messages import (
+    CommandId,
+    CreateHunt,
+    Error,
+    Hello,
+    HuntId,
+    JoinHunt,
+    LeaveHunt,
+    Ok,
+    Ping,
+    Resume,
+    Welcome,
+)
+from server.bridge import Bridge
+from server.connection import CLOSE_POLICY, Connection, ConnState
+from server.feeds import Hub
+from server.metrics import Metrics
+
+log = logging.getLogger("treasure.session")
+Reply = dict[str, Any]
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Sessions:
+    def __init__(
+        self, bridge: Bridge, hub: Hub, metrics: Metrics, *, timeout_s: float, bad_frame_limit: int
+    ) -> None:
+        self.bridge, self.hub, self.metrics = bridge, hub, metrics
+        self.timeout_s = timeout_s
+        self.bad_frame_limit = bad_frame_limit
+        self.by_player: dict[str, set[Connection]] = {}
+
+    # ---- frames in -----------------------------------------------------------
+
+    def on_frame(self, conn: Connection, frame: bytes | str) -> None:
+        try:
+            m = codec.decode_frame(frame)
+            t, cid = codec.read_envelope(m)
+        except ProtocolError as exc:
+            self._bad(conn, exc)
+            return
+        conn.bad_frames = 0
+        started = time.perf_counter()
+        if not conn.bucket.take():
+            self._error(conn, cid, ErrorCode.RATE_LIMITED, "too many commands; slow down", t)
+            return
+        if conn.state is not ConnState.READY and t != "hello":
+            self._error(conn, cid, ErrorCode.NOT_AUTHENTICATED, "send hello first", t)
+            return
+        try:
+            cmd = codec.parse_command(m)
+        except ProtocolError as exc:
+            self._error(conn, cid, exc.code, exc.message, t)
+            return
+        self.metrics.command(t)
+        self._dispatch(conn, cmd, t, started)
+
+    def _bad(self, conn: Connection, exc: ProtocolError) -> None:
+        conn.bad_frames += 1
+        self._error(conn, exc.re, exc.code, exc.message, "?")
+        if conn.bad_frames >= self.bad_frame_limit:
+            conn.close(CLOSE_POLICY, f"{conn.bad_frames} bad frames in a row")
+
+    def _error(self, conn: Connection, re: str | None, code: str, message: str, t: str) -> None:
+        self.metrics.outcome(t, code, None)
+        conn.send(codec.encode(Error(re, code, message)))
+
+    # ---- routing ----------------------------------------------------------------
+
+    def _dispatch(self, conn: Connection, cmd: Any, t: str, started: float) -> None:
+        if isinstance(cmd, Ping):
+            self._reply(conn, cmd.id, t, started, {"t": "ok", "server_time": now_ms()})
+        elif isinstance(cmd, Hello):
+            self._hello(conn, cmd, started)
+        elif isinstance(cmd, CreateHunt):
+            hunt = hunt_id_for(conn.player_id, cmd.id)  # type: ignore[arg-type]
+            self._hunt(conn, hunt, cmd, t, started, subscribe_first=True)
+        elif isinstance(cmd, JoinHunt):
+            self._hunt(conn, cmd.hunt_id, cmd, t, started, subscribe_first=True)
+        else:
+            self._hunt(conn, cmd.hunt_id, cmd, t, started)
+
+    def _hunt(
+        self,
+        conn: Connection,
+        hunt: HuntId,
+        cmd: Any,
+        t: str,
+        started: float,
+        subscribe_first: bool = False,
+    ) -> None:
+        if subscribe_first and hunt not in self.hub.subscribers:
+            self.bridge.subscribe(hunt)
+        feed = conn.feeds.get(hunt)
+        if isinstance(cmd, Resume) and feed is not None:
+            self.hub.hold(feed)
+        fut = self.bridge.submit("hunt", hunt, cmd, conn.player_id, conn.name)
+        self._await(fut, lambda msg: self._hunt_done(conn, hunt, cmd, t, started, msg))
+
+    def _hunt_done(
+        self, conn: Connection, hunt: HuntId, cmd: Any, t: str, started: float, msg: Reply
+    ) -> None:
+        ok = msg.get("t") == "ok"
+        if isinstance(cmd, Resume):
+            self._resumed(conn, hunt, cmd, msg)
+        elif ok and isinstance(cmd, CreateHunt):
+            self.hub.subscribe(conn, hunt, None)
+        elif ok and isinstance(cmd, JoinHunt):
+            self.hub.subscribe(conn, hunt, msg.get("seq"))
+        elif ok and isinstance(cmd, LeaveHunt):
+            self.hub.unsubscribe(conn, hunt)
+        self._reply(conn, cmd.id, t, started, msg)
+
+    def _resumed(self, conn: Connection, hunt: HuntId, cmd: Resume, msg: Reply) -> None:
+        frames = msg.pop("_frames", [])
+        if msg.get("t") != "ok":
+            feed = conn.feeds.get(hunt)
+            if feed is not None:
+                self.hub.release(conn, hunt, feed, [], feed.last or 0)
+            return
+        feed = conn.feeds.get(hunt) or self.hub.subscribe(conn, hunt, None)
+        feed.last = cmd.after_seq
+        self.hub.release(conn, hunt, feed, frames, msg["seq"])
+
+    def fetch(self, conn: Connection, hunt: str, after: int) -> asyncio.Future[Reply]:
+        """Events after ``after`` for a gap in a connection's feed."""
+        cmd = Resume(CommandId("~gap"), HuntId(hunt), after)
+        return self.bridge.submit("hunt", hunt, cmd, conn.player_id, conn.name)
+
+    # ---- hello ----------------------------------------------------------------
+
+    def _hello(self, conn: Connection, cmd: Hello, started: float) -> None:
+        if conn.state is not ConnState.AWAITING_HELLO:
+            self._error(conn, cmd.id, ErrorCode.BAD_REQUEST, "hello: already sent", "hello")
+            return
+        if cmd.protocol not in codec.VERSIONS:
+            versions = ", ".join(map(str, codec.VERSIONS))
+            msg = f"protocol: {cmd.protocol} is not spoken here (speaks {versions})"
+            self._error(conn, cmd.id, ErrorCode.UNSUPPORTED_PROTOCOL, msg, "hello")
+            return
+        if cmd.token is None:
+            player = new_player_id()
+            token, token_hash = new_token(player)
+            request = Register(cmd.name or "", token_hash)
+        else:
+            parts = split_token(cmd.token)
+            if parts is None:
+                self._error(conn, cmd.id, ErrorCode.UNAUTHORIZED, "unknown token", "hello")
+                return
+            player, token = parts[0], cmd.token
+            request = Authenticate(hash_secret(parts[1]))  # type: ignore[assignment]
+        conn.state = ConnState.HELLO_PENDING
+        fut = self.bridge.submit("player", player, request, player)
+        self._await(fut, lambda msg: self._welcome(conn, cmd, player, token, started, msg))
+
+    def _welcome(
+        self, conn: Connection, cmd: Hello, player: str, token: str, started: float, msg: Reply
+    ) -> None:
+        if msg.get("t") != "ok":
+            conn.state = ConnState.AWAITING_HELLO
+            self._reply(conn, cmd.id, "hello", started, msg)
+            return
+        conn.state, conn.player_id, conn.name = ConnState.READY, player, msg["name"]
+        self.by_player.setdefault(player, set()).add(conn)
+        for hunt in msg.get("hunts", []):
+            self.hub.subscribe(conn, hunt, None)
+        welcome = Welcome(cmd.id, player, msg["name"], token, now_ms())
+        self.metrics.outcome("hello", "ok", time.perf_counter() - started)
+        conn.send(codec.encode(welcome))
+
+    def closed(self, conn: Connection) -> None:
+        self.hub.drop(conn)
+        conns = self.by_player.get(conn.player_id)
+        if conns is not None:
+            conns.discard(conn)
+            if not conns:
+                del self.by_player[conn.player_id]
+
+    # ---- replies ----------------------------------------------------------------
+
+    def _await(self, fut: asyncio.Future[Reply], then: Callable[[Reply], None]) -> None:
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(self.timeout_s, _expire, fut)
+
+        def done(f: asyncio.Future[Reply]) -> None:
+            timer.cancel()
+            if f.cancelled():
+                msg = {"t": "error", "code": ErrorCode.UNAVAILABLE, "message": "timed out"}
+            else:
+                msg = f.result()
+            then(msg)
+
+        fut.add_done_callback(done)
+
+    def _reply(self, conn: Connection, cid: str, t: str, started: float, msg: Reply) -> None:
+        msg.pop("_frames", None)
+        elapsed = time.perf_counter() - started
+        if msg.get("t") == "ok":
+            self.metrics.outcome(t, "ok", elapsed)
+            result = {k: v for k, v in msg.items() if k != "t"}
+            conn.send(codec.encode(Ok(cid, result)))
+        else:
+            self.metrics.outcome(t, msg["code"], elapsed)
+            conn.send(codec.encode(Error(cid, msg["code"], msg["message"])))
+
+
+def _expire(fut: asyncio.Future[Reply]) -> None:
+    if not fut.done():
+        fut.cancel()
