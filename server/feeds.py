@@ -95,6 +95,15 @@ class Hub:
             if s > feed.last:
                 self.offer(conn, hunt, feed, s, frame)
 
+    def unhold(self, conn: Connection, hunt: str, feed: Feed) -> None:
+        """Release what a restored feed held when no resume came for it."""
+        if conn.feeds.get(hunt) is not feed or feed.held is None:
+            return
+        held, feed.held = feed.held, None
+        for s, frame in sorted(held, key=lambda x: x[0]):
+            if feed.last is None or s > feed.last:
+                self.offer(conn, hunt, feed, s, frame)
+
     def _repair(self, conn: Connection, hunt: str, feed: Feed) -> None:
         after = feed.last or 0
         fut = self._fetch(conn, hunt, after)

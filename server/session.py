@@ -37,6 +37,7 @@ from server.metrics import Metrics
 
 log = logging.getLogger("treasure.session")
 Reply = dict[str, Any]
+RESTORED_HOLD_S = 2.0
 
 
 def now_ms() -> int:
@@ -184,8 +185,11 @@ class Sessions:
             return
         conn.state, conn.player_id, conn.name = ConnState.READY, player, msg["name"]
         self.by_player.setdefault(player, set()).add(conn)
+        loop = asyncio.get_running_loop()
         for hunt in msg.get("hunts", []):
-            self.hub.subscribe(conn, hunt, None)
+            feed = self.hub.subscribe(conn, hunt, None)
+            self.hub.hold(feed)  # until the client resumes it, so replay comes before live
+            loop.call_later(RESTORED_HOLD_S, self.hub.unhold, conn, hunt, feed)
         welcome = Welcome(cmd.id, player, msg["name"], token, now_ms())
         self.metrics.outcome("hello", "ok", time.perf_counter() - started)
         conn.send(codec.encode(welcome))

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from server.client import GameClient, quick_client
+from tests.server_harness import ServerProcess, start_server, stop_server
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One real server (SQLite, 2 shards) shared by the tests of a module."""
+    srv = start_server(tmp_path_factory.mktemp("server") / "data")
+    yield srv
+    stop_server(srv)
+    assert srv.pids() == [], "server processes left after SIGTERM"
+
+
+@pytest.fixture
+async def client(server: ServerProcess) -> AsyncIterator[GameClient]:
+    c = await quick_client(server.url, "tester")
+    yield c
+    await c.close()
+    assert c.violations == []
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
