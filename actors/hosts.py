@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
-import resource
 import signal
+import time
+from collections import deque
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -22,7 +23,8 @@ from thespian.actors import (
     WakeupMessage,
 )
 
-from actors.inspection import inspect_shard
+from actors import admin
+from actors.inspection import inspect_shard, rss_kb
 from actors.messages import (
     CommandBatch,
     EventBatch,
@@ -58,6 +60,8 @@ class ShardHost(Actor):  # type: ignore[misc]
         self.shards: list[Any] = []
         self.gateways: dict[str, Any] = {}
         self.early: list[tuple[Any, Any]] = []
+        self.started = time.monotonic()
+        self.samples: deque[tuple[float, int]] = deque(maxlen=21)  # ~5 s of ticks
 
     def receiveMessage(self, msg: Any, sender: Any) -> None:
         if self.core is None and isinstance(msg, CommandBatch | NoteBatch):
@@ -70,6 +74,7 @@ class ShardHost(Actor):  # type: ignore[misc]
         elif isinstance(msg, WakeupMessage):
             if self.core is not None and self.settings is not None:
                 self._emit(self.core.tick())
+                self.samples.append((time.monotonic(), self.core.stats.messages))
                 self.wakeupAfter(timedelta(seconds=self.settings.tick_s))
         elif isinstance(msg, ShardSettings):
             self._start(msg)
@@ -116,11 +121,28 @@ class ShardHost(Actor):  # type: ignore[misc]
                 self.send(self.shards[index], NoteBatch(notes))
 
     def _inspect(self, msg: Inspect) -> InspectReply:
+        args = msg.args
         try:
-            return InspectReply(True, inspect_shard(self._core(), msg, _memory_kb()))
+            core = self._core()
+            if msg.what == "passivate":
+                return InspectReply(True, admin.passivate(core, args["kind"], args["id"]))
+            if msg.what == "snapshot":
+                return InspectReply(True, admin.snapshot(core, args["kind"], args["id"]))
+            if msg.what == "end_hunt":
+                reply, out = admin.end_hunt(core, args["id"])
+                self._emit(out)
+                return InspectReply(True, reply)
+            return InspectReply(True, inspect_shard(core, msg, self._host_facts()))
         except Exception as exc:
             log.exception("inspection %s failed", msg.what)
             return InspectReply(False, None, f"{type(exc).__name__}: {exc}")
+
+    def _host_facts(self) -> dict[str, Any]:
+        rate = 0.0
+        if len(self.samples) >= 2:
+            (t0, m0), (t1, m1) = self.samples[0], self.samples[-1]
+            rate = (m1 - m0) / (t1 - t0) if t1 > t0 else 0.0
+        return {"msgs_per_s": round(rate, 1), "uptime_s": round(time.monotonic() - self.started)}
 
 
 class Director(Actor):  # type: ignore[misc]
@@ -213,4 +235,4 @@ class Director(Actor):  # type: ignore[misc]
 
 
 def _memory_kb() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss_kb()

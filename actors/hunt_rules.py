@@ -52,8 +52,15 @@ class Tick:
     id: CommandId = _NO_ID
 
 
+@dataclass(frozen=True, slots=True)
+class AdminEnd:
+    """An admin ends the hunt (not as its organizer); ``id`` is unique per action."""
+
+    id: CommandId
+
+
 HuntRuleCommand = CreateHunt | JoinHunt | LeaveHunt | StartHunt | EndHunt | SubmitAnswer | CheckIn
-RuleInput = HuntRuleCommand | Tick
+RuleInput = HuntRuleCommand | Tick | AdminEnd
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +156,8 @@ def _lobby(state: HuntState, cmd: RuleInput, ctx: Ctx) -> Decision:
             return _organizer_only(state, ctx) or _start(state, ctx)
         case EndHunt():
             return _organizer_only(state, ctx) or _finish(state, ctx, "ended")
+        case AdminEnd():
+            return _finish(state, ctx, "ended_by_admin")
         case SubmitAnswer() | CheckIn():
             return _members_only(state, ctx) or _conflict("the hunt has not started")
     return Decision((), OK)
@@ -164,6 +173,8 @@ def _running(state: HuntState, cmd: RuleInput, ctx: Ctx) -> Decision:
             return _organizer_only(state, ctx) or _conflict("the hunt is already running")
         case EndHunt():
             return _organizer_only(state, ctx) or _finish(state, ctx, "ended")
+        case AdminEnd():
+            return _finish(state, ctx, "ended_by_admin")
         case SubmitAnswer() | CheckIn():
             return _members_only(state, ctx) or _solve(state, cmd, ctx)
     return Decision((), OK)
@@ -175,7 +186,7 @@ def _finished(state: HuntState, cmd: RuleInput, ctx: Ctx) -> Decision:
             return _organizer_only(state, ctx) or _conflict("the hunt is finished")
         case SubmitAnswer() | CheckIn() | LeaveHunt():
             return _members_only(state, ctx) or _conflict("the hunt is finished")
-        case JoinHunt():
+        case JoinHunt() | AdminEnd():
             return _conflict("the hunt is finished")
     return Decision((), OK)
 

@@ -48,6 +48,10 @@ class Output:
             self.replies[gateway].append((req, msg))
 
 
+BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+APPEND_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+
 @dataclass
 class Stats:
     batches: int = 0
@@ -57,6 +61,29 @@ class Stats:
     activations: int = 0
     passivations: int = 0
     largest_batch: int = 0
+    appends: int = 0
+    append_seconds: float = 0.0
+    batch_counts: list[int] = field(default_factory=lambda: [0] * len(BATCH_BUCKETS))
+    append_counts: list[int] = field(default_factory=lambda: [0] * len(APPEND_BUCKETS))
+
+    def batch(self, size: int) -> None:
+        self.batches += 1
+        self.messages += size
+        self.largest_batch = max(self.largest_batch, size)
+        _observe(self.batch_counts, BATCH_BUCKETS, size)
+
+    def append(self, seconds: float) -> None:
+        self.appends += 1
+        self.append_seconds += seconds
+        _observe(self.append_counts, APPEND_BUCKETS, seconds)
+
+
+def _observe(counts: list[int], bounds: tuple[float, ...], value: float) -> None:
+    """Per-bucket (not cumulative) counts; values above the last bound are not kept."""
+    for i, bound in enumerate(bounds):
+        if value <= bound:
+            counts[i] += 1
+            return
 
 
 class ShardCore:
@@ -89,9 +116,7 @@ class ShardCore:
         for req in requests:
             count += 1
             self._one(gateway, req, works, now, now_s, out)
-        self.stats.batches += 1
-        self.stats.messages += count
-        self.stats.largest_batch = max(self.stats.largest_batch, count)
+        self.stats.batch(count)
         self._commit(works, out)
         return out
 
@@ -139,11 +164,23 @@ class ShardCore:
             else:
                 player_work(work, gateway, req, now)
         except StoreError as exc:
-            log.warning("store error activating %s %s: %s", req.kind, req.entity, exc)
+            log.warning(
+                "store error activating %s %s: %s",
+                req.kind,
+                req.entity,
+                exc,
+                extra={"entity": f"{req.kind}-{req.entity}", "cmd_id": _cmd_id(req)},
+            )
             self.stats.store_errors += 1
             out.reply(gateway, req.req, UNAVAILABLE)
         except Exception:
-            log.exception("bug handling %r for %s %s", req.cmd, req.kind, req.entity)
+            log.exception(
+                "bug handling %r for %s %s",
+                req.cmd,
+                req.kind,
+                req.entity,
+                extra={"entity": f"{req.kind}-{req.entity}", "cmd_id": _cmd_id(req)},
+            )
             out.reply(gateway, req.req, INTERNAL)
 
     def _start_work(self, key: tuple[str, str], now: int) -> Work:
@@ -199,14 +236,18 @@ class ShardCore:
     def _append(self, requests: list[AppendRequest]) -> list[AppendOutcome]:
         if not requests:
             return []
+        started = time.perf_counter()
         try:
             outcomes = self.store.append_many(requests)
         except StoreError as exc:
             outcomes = [exc] * len(requests)
+        self.stats.append(time.perf_counter() - started)
         for req, outcome in zip(requests, outcomes, strict=True):
             if isinstance(outcome, StoreError):
                 self.stats.store_errors += 1
-                log.warning("append to %s failed: %s", req.stream, outcome)
+                log.warning(
+                    "append to %s failed: %s", req.stream, outcome, extra={"entity": req.stream}
+                )
             else:
                 self.stats.events_appended += len(req.events)
         return outcomes
@@ -275,6 +316,11 @@ class ShardCore:
                 entity.snapshot_seq = entity.version - self.snapshot_every  # force one
                 self._maybe_snapshot(entity)
             self.stats.passivations += 1
+
+
+def _cmd_id(req: Request) -> str | None:
+    cid = getattr(req.cmd, "id", None)
+    return cid if isinstance(cid, str) else None
 
 
 def _due(entity: HuntEntity, now: int) -> bool:
