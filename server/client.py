@@ -105,7 +105,7 @@ class GameClient:
         except ConnectionClosed:
             pass
         finally:
-            rcvd = self.ws.close_rcvd
+            rcvd = self.ws.protocol.close_rcvd
             self.closed = (rcvd.code, rcvd.reason) if rcvd else (None, "")
             for fut in self._waiting.values():
                 if not fut.done():
