@@ -102,6 +102,7 @@ class ShardHost(Actor):  # type: ignore[misc]
             passivate_after_s=settings.passivate_after_s,
         )
         self.wakeupAfter(timedelta(seconds=settings.tick_s))
+        self._emit(self.core.start())
 
     def _core(self) -> ShardCore:
         if self.core is None:

@@ -21,6 +21,7 @@ from actors.hunt_state import HuntState
 from actors.messages import Request, Subscribe, Unsubscribe
 from actors.placement import shard_for
 from actors.player import NoteMembership
+from actors.timers import TimerLog, running_timers
 from actors.work import Answer, Work, hunt_work, player_work, query_reply
 from persistence.base import AppendOutcome, AppendRequest, EventStore
 from persistence.errors import StoreError
@@ -104,6 +105,20 @@ class ShardCore:
         self.entities: dict[tuple[str, str], Entity] = {}
         self.subs: dict[str, set[str]] = defaultdict(set)
         self.stats = Stats()
+        self.timers = TimerLog(store)
+
+    def start(self) -> Output:
+        """Activates the timed hunts this shard hosts; finishes those whose time is up."""
+        try:
+            mine = [
+                h
+                for h in running_timers(self.store)
+                if shard_for("hunt", h, self.count) == self.index
+            ]
+        except StoreError as exc:
+            log.warning("cannot read running timers: %s", exc)
+            return Output()
+        return self.handle(None, [Request(0, "hunt", h, None) for h in mine]) if mine else Output()
 
     # ---- entry points ---------------------------------------------------------
 
@@ -255,12 +270,14 @@ class ShardCore:
     def _settle(self, work: Work, out: Output) -> None:
         entity = work.entity
         key = (entity.kind, entity.id)
+        before = entity.state
         if all(work.stored.get(i, True) for i in range(len(entity.streams))):
             work.commit()
         else:
             self._reload(key)
         if work.stored.get(0, False) and isinstance(entity, HuntEntity):
             self._publish(entity.id, work, out)
+            self._record_timers(before, work.state)
         for answer in work.answers:
             self._answer(answer, work, out)
         live = self.entities.get(key)
@@ -294,6 +311,16 @@ class ShardCore:
                 out.events[gw].append((hunt_id, seq, frame))
             if note is not None:
                 out.notes[shard_for("player", note[0], self.count)].append(note)
+
+    def _record_timers(self, before: object, after: object) -> None:
+        changes: list[tuple[str, int | None]] = []
+        if isinstance(after, HuntState) and after.ends_at is not None:
+            was_running = isinstance(before, HuntState) and before.phase == "running"
+            if after.phase == "running" and not was_running:
+                changes.append((after.hunt_id, after.ends_at))
+            elif after.phase == "finished" and was_running:
+                changes.append((after.hunt_id, None))
+        self.timers.record(changes, int(self.clock() * 1000))
 
     def _maybe_snapshot(self, entity: Entity) -> None:
         if entity.state is None or entity.version - entity.snapshot_seq < self.snapshot_every:
