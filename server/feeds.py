@@ -30,10 +30,16 @@ class Feed:
 
 
 class Hub:
-    def __init__(self, fetch: Fetch, subscribe_hunt: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        fetch: Fetch,
+        subscribe_hunt: Callable[[str], None],
+        unsubscribe_hunt: Callable[[str], None] = lambda hunt: None,
+    ) -> None:
         self.subscribers: dict[str, set[Connection]] = defaultdict(set)
         self._fetch = fetch
         self._subscribe_hunt = subscribe_hunt
+        self._unsubscribe_hunt = unsubscribe_hunt
         self.gaps_repaired = 0
 
     def hunts(self) -> list[str]:
@@ -57,6 +63,7 @@ class Hub:
             conns.discard(conn)
             if not conns:
                 del self.subscribers[hunt]
+                self._unsubscribe_hunt(hunt)
 
     def drop(self, conn: Connection) -> None:
         for hunt in list(conn.feeds):

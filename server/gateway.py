@@ -11,6 +11,7 @@ from typing import Any
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from actors.messages import Unsubscribe
 from actors.placement import shard_for
 from protocol import codec
 from protocol.errors import ErrorCode
@@ -34,7 +35,7 @@ class Gateway:
         self.bridge = Bridge(
             runtime.asys, runtime.director, runtime.shards, f"gw-{uuid.uuid4().hex[:8]}"
         )
-        self.hub = Hub(self._fetch, self._subscribe_hunt)
+        self.hub = Hub(self._fetch, self._subscribe_hunt, self._unsubscribe_hunt)
         self.sessions = Sessions(
             self.bridge,
             self.hub,
@@ -107,6 +108,9 @@ class Gateway:
 
     def _subscribe_hunt(self, hunt: str) -> None:
         self.bridge.subscribe(hunt)
+
+    def _unsubscribe_hunt(self, hunt: str) -> None:
+        self.bridge.submit("hunt", hunt, Unsubscribe())
 
     def _shards_changed(self, replaced: list[int]) -> None:
         for hunt in self.hub.hunts():
