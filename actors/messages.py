@@ -22,6 +22,10 @@ class Request:
     player: str = ""
     name: str = ""
 
+    def __repr__(self) -> str:
+        # Never the command's fields: they hold answers and coordinates.
+        return f"Request({self.req}, {self.kind}-{self.entity}, {type(self.cmd).__name__})"
+
 
 @dataclass(slots=True)
 class CommandBatch:
@@ -29,15 +33,24 @@ class CommandBatch:
     reply_to: Any  # the gateway's ActorAddress
     requests: list[Request]
 
+    def __repr__(self) -> str:
+        return f"CommandBatch({self.gateway}, {len(self.requests)} requests)"
+
 
 @dataclass(slots=True)
 class ReplyBatch:
     replies: list[tuple[int, dict[str, Any]]]
 
+    def __repr__(self) -> str:
+        return f"ReplyBatch({len(self.replies)} replies)"
+
 
 @dataclass(slots=True)
 class EventBatch:
     events: list[tuple[str, int, bytes]]  # hunt id, seq, encoded event frame
+
+    def __repr__(self) -> str:
+        return f"EventBatch({len(self.events)} events)"
 
 
 @dataclass(slots=True)
