@@ -190,10 +190,8 @@ class ShardCore:
             out.reply(gateway, req.req, UNAVAILABLE)
         except Exception:
             log.exception(
-                "bug handling %r for %s %s",
-                req.cmd,
-                req.kind,
-                req.entity,
+                "bug handling %r",
+                req,
                 extra={"entity": f"{req.kind}-{req.entity}", "cmd_id": _cmd_id(req)},
             )
             out.reply(gateway, req.req, INTERNAL)
