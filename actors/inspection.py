@@ -78,6 +78,7 @@ def summary(core: ShardCore, entity: Entity) -> dict[str, Any]:
     if isinstance(state, HuntState):
         data.update(name=state.name, status=state.phase.value)
         data["players"] = len(state.active_members())
+        data["leaderboard"] = leaderboard(state)[:10]
         data["subscribers"] = sorted(core.subs.get(entity.id, ()))
     elif state is not None:
         data["name"] = state.name

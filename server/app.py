@@ -7,6 +7,7 @@ import logging
 import signal
 
 from server import actorsys
+from server.admin_app import start_admin
 from server.config import Settings
 from server.gateway import Gateway
 
@@ -25,6 +26,7 @@ def run(settings: Settings) -> None:
 async def _serve(settings: Settings, runtime: actorsys.Runtime) -> None:
     gateway = Gateway(settings, runtime)
     await gateway.start()
+    admin = await start_admin(settings, runtime, gateway)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -38,4 +40,5 @@ async def _serve(settings: Settings, runtime: actorsys.Runtime) -> None:
     )
     await stop.wait()
     log.info("shutting down: finishing in-flight commands, closing clients with 1001")
+    await admin.stop()
     await gateway.stop()

@@ -32,6 +32,7 @@ class Settings:
     passivate_after_s: float = 300.0
     request_timeout_s: float = 10.0
     admin_http_port: int = 8766
+    admin_http_host: str = "127.0.0.1"
     admin_token: str | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -61,7 +62,8 @@ _FLAGS: list[tuple[str, type, str]] = [
     ("rate-burst", int, "burst of commands per connection"),
     ("snapshot-every", int, "snapshot an entity every N events"),
     ("passivate-after-s", float, "drop an idle entity from memory after this long"),
-    ("admin-http-port", int, "admin console / metrics HTTP port"),
+    ("admin-http-port", int, "admin console / metrics HTTP port (0: any free port)"),
+    ("admin-http-host", str, "address the admin endpoint listens on"),
     ("admin-token", str, "bearer token for the admin endpoint"),
     ("tls-cert", Path, "certificate file for wss://"),
     ("tls-key", Path, "key file for wss://"),

@@ -49,6 +49,7 @@ class Connection:
         self.name = ""
         self.bucket = bucket
         self.bad_frames = 0
+        self.too_slow = False
         self._limit = limit
         self._out: deque[bytes] = deque()
         self._writer: asyncio.Task[None] | None = None
@@ -63,6 +64,7 @@ class Connection:
         if self.state is ConnState.CLOSED:
             return
         if len(self._out) >= self._limit:
+            self.too_slow = True
             self.close(CLOSE_POLICY, "too slow: outgoing queue full")
             return
         self._out.append(frame)

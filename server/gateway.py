@@ -92,6 +92,8 @@ class Gateway:
             self.sessions.closed(conn)
             self.connections.discard(conn)
             self.metrics.connections.dec()
+            if conn.too_slow:
+                self.metrics.slow_clients.inc()
 
     def _refuse(self, conn: Connection, frame: Any) -> None:
         try:
@@ -121,6 +123,7 @@ class Gateway:
         conns = list(self.sessions.by_player.get(player, ()))
         for conn in conns:
             conn.close(4000, reason[:120])
+        log.info("kicked player %s: %d connections closed (%s)", player, len(conns), reason)
         return len(conns)
 
     async def stop(self, grace_s: float = 5.0) -> None:

@@ -9,7 +9,7 @@ import time
 
 
 class JsonFormatter(logging.Formatter):
-    FIELDS = ("player_id", "hunt_id", "cmd_id", "entity")
+    FIELDS = ("player_id", "hunt_id", "cmd_id", "entity", "action", "admin", "remote")
 
     def format(self, record: logging.LogRecord) -> str:
         doc = {

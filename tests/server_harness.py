@@ -21,6 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 READY = re.compile(r"ready at (wss?://[\d.]+:(\d+)/)")
+ADMIN = re.compile(r"admin endpoint at (http://[\d.]+:\d+)/")
 
 
 def free_port() -> int:
@@ -53,6 +54,7 @@ class ServerProcess:
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
         self.port = 0
+        self.admin_url = ""
         self.lines: list[str] = []
 
     def start(self, timeout_s: float = 60.0) -> ServerProcess:
@@ -67,6 +69,8 @@ class ServerProcess:
             str(self.data_dir),
             "--shards",
             str(self.shards),
+            "--admin-http-port",
+            "0",
             *self.args,
         ]
         self.proc = subprocess.Popen(
@@ -83,11 +87,18 @@ class ServerProcess:
         assert self.proc is not None and self.proc.stderr is not None
         for line in self.proc.stderr:
             self.lines.append(line.rstrip())
+            admin = ADMIN.search(line)
+            if admin:
+                self.admin_url = admin.group(1)
             m = READY.search(line)
             if m and not ready.is_set():
                 self.url, self.port = m.group(1), int(m.group(2))
                 ready.set()
         ready.set()
+
+    def admin_token(self) -> str:
+        """The token the server generated into its data directory on first start."""
+        return (self.data_dir / "admin-token").read_text().strip()
 
     def pids(self) -> list[int]:
         return pids_with(str(self.data_dir))
