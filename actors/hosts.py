@@ -87,7 +87,7 @@ class ShardHost(Actor):  # type: ignore[misc]
         elif isinstance(msg, RegisterGateway):
             self.gateways[msg.gateway] = msg.address
         elif isinstance(msg, Inspect):
-            self.send(sender, self._inspect(msg))
+            self.send(sender, replace(self._inspect(msg), ref=msg.ref))
         elif isinstance(msg, ActorExitRequest) and self.core is not None:
             self.core.store.close()
 
@@ -179,7 +179,7 @@ class Director(Actor):  # type: ignore[misc]
         elif isinstance(msg, InspectReply) and isinstance(msg.data, dict) and "pid" in msg.data:
             self._started(msg.data["index"], msg.data["pid"])
         elif isinstance(msg, Inspect):
-            self.send(sender, self._inspect(msg))
+            self.send(sender, replace(self._inspect(msg), ref=msg.ref))
 
     def _spawn(self, index: int) -> Any:
         assert self.template is not None

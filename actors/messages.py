@@ -107,6 +107,7 @@ class Inspect:
 
     what: str
     args: dict[str, Any] = field(default_factory=dict)
+    ref: int = 0  # echoed in the reply, so a late answer is never taken for a newer one
 
 
 @dataclass(slots=True)
@@ -114,6 +115,7 @@ class InspectReply:
     ok: bool
     data: Any
     error: str = ""
+    ref: int = 0
 
 
 @dataclass(frozen=True, slots=True)

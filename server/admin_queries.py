@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import itertools
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +25,7 @@ from actors.placement import shard_for
 
 log = logging.getLogger("treasure.admin")
 ASK_TIMEOUT_S = 3.0
+_refs = itertools.count(1)
 Job = tuple[Callable[[Any], Any], concurrent.futures.Future[Any]]
 
 
@@ -74,8 +77,12 @@ class Asker:
 
 def ask(ctx: Any, target: Any, what: str, who: str, **args: Any) -> Any:
     """One ``Inspect`` and its data; ``AdminError`` 503 when nobody answers."""
+    ref = next(_refs)
+    deadline = time.monotonic() + ASK_TIMEOUT_S
     try:
-        reply = ctx.ask(target, Inspect(what, args), ASK_TIMEOUT_S)
+        reply = ctx.ask(target, Inspect(what, args, ref), ASK_TIMEOUT_S)
+        while isinstance(reply, InspectReply) and reply.ref != ref:  # a late answer: skip it
+            reply = ctx.listen(max(0.01, deadline - time.monotonic()))
     except Exception as exc:
         raise AdminError(503, f"{who} cannot be reached: {exc}") from exc
     if reply is None:
