@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from persistence.factory import StoreConfig
+from server.guard import Limits
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,21 @@ class Settings:
     admin_token: str | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
+
+    max_connections: int = 20_000
+    max_conns_per_ip: int = 200
+    hello_rate_per_ip: float = 5.0
+    answer_rate: float = 10.0
+    limit_loopback: int = 0
+
+    def limits(self) -> Limits:
+        return Limits(
+            max_connections=self.max_connections,
+            max_conns_per_ip=self.max_conns_per_ip,
+            hello_rate_per_ip=self.hello_rate_per_ip,
+            answer_rate=self.answer_rate,
+            limit_loopback=bool(self.limit_loopback),
+        )
 
     def store_config(self) -> StoreConfig:
         return StoreConfig(
@@ -65,6 +81,12 @@ _FLAGS: list[tuple[str, type, str]] = [
     ("admin-http-port", int, "admin console / metrics HTTP port (0: any free port)"),
     ("admin-http-host", str, "address the admin endpoint listens on"),
     ("admin-token", str, "bearer token for the admin endpoint"),
+    ("out-queue-frames", int, "outgoing frames queued per connection before it is closed"),
+    ("max-connections", int, "connections in all (HTTP 503 beyond)"),
+    ("max-conns-per-ip", int, "connections per remote address (HTTP 429 beyond)"),
+    ("hello-rate-per-ip", float, "registrations per second per remote address"),
+    ("answer-rate", float, "answers and check-ins per second per player"),
+    ("limit-loopback", int, "1: apply the per-address limits to loopback clients too"),
     ("tls-cert", Path, "certificate file for wss://"),
     ("tls-key", Path, "key file for wss://"),
 ]

@@ -6,10 +6,12 @@ import asyncio
 import logging
 import ssl
 import uuid
+from http import HTTPStatus
 from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
 
 from actors.messages import Unsubscribe
 from actors.placement import shard_for
@@ -21,10 +23,16 @@ from server.bridge import Bridge
 from server.config import Settings
 from server.connection import CLOSE_GOING_AWAY, Connection, ConnState, TokenBucket
 from server.feeds import Hub
+from server.guard import Guard
 from server.metrics import Metrics
 from server.session import Sessions
 
 log = logging.getLogger("treasure.gateway")
+
+
+def _address(ws: ServerConnection) -> str:
+    addr = ws.remote_address
+    return str(addr[0]) if addr else "?"
 
 
 class Gateway:
@@ -36,12 +44,14 @@ class Gateway:
             runtime.asys, runtime.director, runtime.shards, f"gw-{uuid.uuid4().hex[:8]}"
         )
         self.hub = Hub(self._fetch, self._subscribe_hunt, self._unsubscribe_hunt)
+        self.guard = Guard(settings.limits())
         self.sessions = Sessions(
             self.bridge,
             self.hub,
             self.metrics,
             timeout_s=settings.request_timeout_s,
             bad_frame_limit=settings.bad_frames_close_after,
+            guard=self.guard,
         )
         self.connections: set[Connection] = set()
         self.draining = False
@@ -61,6 +71,7 @@ class Gateway:
             self._handle,
             self.settings.host,
             self.settings.port,
+            process_request=self._admit,
             max_size=self.settings.max_frame_bytes,
             compression=None,
             ssl=self._tls(),
@@ -74,11 +85,20 @@ class Gateway:
         ctx.load_cert_chain(self.settings.tls_cert, self.settings.tls_key)
         return ctx
 
+    def _admit(self, ws: ServerConnection, request: Request) -> Response | None:
+        refused = self.guard.check(_address(ws))
+        if refused is None:
+            return None
+        full = refused == "server full"
+        status = HTTPStatus.SERVICE_UNAVAILABLE if full else HTTPStatus.TOO_MANY_REQUESTS
+        return ws.respond(status, refused + "\n")
+
     async def _handle(self, ws: ServerConnection) -> None:
         s = self.settings
         conn = Connection(ws, s.out_queue_frames, TokenBucket(s.rate_per_s, s.rate_burst))
         self.connections.add(conn)
         self.metrics.connections.inc()
+        self.guard.admit(conn.remote)
         try:
             async for frame in ws:
                 if self.draining:
@@ -89,6 +109,7 @@ class Gateway:
             pass
         finally:
             conn.state = ConnState.CLOSED
+            self.guard.release(conn.remote)
             self.sessions.closed(conn)
             self.connections.discard(conn)
             self.metrics.connections.dec()

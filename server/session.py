@@ -18,6 +18,7 @@ from actors.player import Authenticate, Register
 from protocol import codec
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.messages import (
+    CheckIn,
     CommandId,
     CreateHunt,
     Error,
@@ -28,11 +29,13 @@ from protocol.messages import (
     Ok,
     Ping,
     Resume,
+    SubmitAnswer,
     Welcome,
 )
 from server.bridge import Bridge
 from server.connection import CLOSE_POLICY, Connection, ConnState
 from server.feeds import Hub
+from server.guard import Guard, Limits
 from server.metrics import Metrics
 
 log = logging.getLogger("treasure.session")
@@ -46,9 +49,17 @@ def now_ms() -> int:
 
 class Sessions:
     def __init__(
-        self, bridge: Bridge, hub: Hub, metrics: Metrics, *, timeout_s: float, bad_frame_limit: int
+        self,
+        bridge: Bridge,
+        hub: Hub,
+        metrics: Metrics,
+        *,
+        timeout_s: float,
+        bad_frame_limit: int,
+        guard: Guard | None = None,
     ) -> None:
         self.bridge, self.hub, self.metrics = bridge, hub, metrics
+        self.guard = guard or Guard(Limits())
         self.timeout_s = timeout_s
         self.bad_frame_limit = bad_frame_limit
         self.by_player: dict[str, set[Connection]] = {}
@@ -76,6 +87,9 @@ class Sessions:
             self._error(conn, cid, exc.code, exc.message, t)
             return
         self.metrics.command(t)
+        if isinstance(cmd, SubmitAnswer | CheckIn) and not self.guard.allow_answer(conn.player_id):
+            self._error(conn, cid, ErrorCode.RATE_LIMITED, "too many answers; slow down", t)
+            return
         self._dispatch(conn, cmd, t, started)
 
     def _bad(self, conn: Connection, exc: ProtocolError) -> None:
@@ -162,6 +176,10 @@ class Sessions:
             self._error(conn, cmd.id, ErrorCode.UNSUPPORTED_PROTOCOL, msg, "hello")
             return
         if cmd.token is None:
+            if not self.guard.allow_registration(conn.remote):
+                msg = "too many registrations from your address; slow down"
+                self._error(conn, cmd.id, ErrorCode.RATE_LIMITED, msg, "hello")
+                return
             player = new_player_id()
             token, token_hash = new_token(player)
             request = Register(cmd.name or "", token_hash)
@@ -201,6 +219,7 @@ class Sessions:
             conns.discard(conn)
             if not conns:
                 del self.by_player[conn.player_id]
+                self.guard.forget_player(conn.player_id)
 
     # ---- replies ----------------------------------------------------------------
 
