@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import signal
 
 from server import actorsys
@@ -14,7 +15,15 @@ from server.gateway import Gateway
 log = logging.getLogger("treasure")
 
 
+def raise_open_files_limit() -> None:
+    """Each connection is a file descriptor: allow as many as the hard limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def run(settings: Settings) -> None:
+    raise_open_files_limit()
     runtime = actorsys.start(settings)
     try:
         asyncio.run(_serve(settings, runtime))

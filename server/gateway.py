@@ -28,6 +28,7 @@ from server.metrics import Metrics
 from server.session import Sessions
 
 log = logging.getLogger("treasure.gateway")
+LISTEN_BACKLOG = 4096
 
 
 def _address(ws: ServerConnection) -> str:
@@ -72,6 +73,8 @@ class Gateway:
             self.settings.host,
             self.settings.port,
             process_request=self._admit,
+            backlog=LISTEN_BACKLOG,  # a flood of connects waits in the kernel, not in SYN retries
+            open_timeout=self.settings.handshake_timeout_s,
             max_size=self.settings.max_frame_bytes,
             compression=None,
             ssl=self._tls(),
