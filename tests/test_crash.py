@@ -1,0 +1,263 @@
+"""Fault tolerance with real processes: SIGKILL, SIGTERM, a stale admin, a dead shard.
+
+Each test starts its own server (``run_server.py`` in a subprocess), plays a
+scripted game against it (``tests/play.py``) and checks, against the record
+of every reply the clients got, that nothing answered ``ok`` was lost or
+applied twice. Every test stops what it started and proves no process is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from server.procs import alive, children, pids_listening_on
+from tests.play import RESERVED, STATE_CHANGING, Play, comparable, solve_fields
+from tests.server_harness import ServerProcess, stop_server
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
+
+
+@pytest.fixture
+def servers() -> Iterator[list[ServerProcess]]:
+    """Servers a test starts; whatever is still running at the end is killed."""
+    started: list[ServerProcess] = []
+    yield started
+    for srv in started:
+        srv.kill_all()
+        srv.close_pipe()
+    for srv in started:
+        assert srv.wait_gone() == [], "server processes left behind"
+
+
+@contextlib.asynccontextmanager
+async def playing(play: Play) -> AsyncIterator[asyncio.Event]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(play.play(stop))
+    try:
+        yield stop
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+def launch(
+    servers: list[ServerProcess], data_dir: Path, admin_port: int | None = None
+) -> ServerProcess:
+    # the workload answers as fast as replies come: lift the per-player answer rate
+    srv = ServerProcess(data_dir, "--answer-rate", "10000", shards=2)
+    if admin_port is not None:
+        srv.admin_port = admin_port
+    servers.append(srv)
+    return srv.start()
+
+
+def ppid(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return 0
+
+
+def shard_pids(srv: ServerProcess) -> list[int]:
+    """Shards are the admin's grandchildren (admin -> Director -> ShardHost)."""
+    admins = [p for p in pids_listening_on(srv.admin_port) if ppid(p) == 1]
+    assert len(admins) == 1, f"admin of {srv.admin_port}: {pids_listening_on(srv.admin_port)}"
+    return sorted(g for c in children(admins[0]) for g in children(c) if alive(g))
+
+
+async def wait_recreated(srv: ServerProcess, times: int) -> None:
+    def done() -> bool:
+        return sum("recreating it" in line for line in srv.lines) >= times
+
+    await wait_until(done, 15, f"shard recreation {times}")
+
+
+async def wait_until(cond: Any, within_s: float, what: str) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while not cond():
+        assert loop.time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
+async def check_resume(play: Play, hunt: str, seq: int) -> list[dict[str, Any]]:
+    """The organizer resumes from 0: events 1..seq, in order, matching what clients saw."""
+    org = play.clients[play.organizer_of(hunt)]
+    before = len(org.hunts[hunt].events)
+    reply = await org.request("resume", hunt_id=hunt, after_seq=0)
+    assert reply["t"] == "ok" and reply["seq"] == seq
+    replayed = org.hunts[hunt].events[before:]
+    assert [e["seq"] for e in replayed] == list(range(1, seq + 1))
+    for s, ev in play.received(hunt).items():
+        assert ev == replayed[s - 1], (
+            f"hunt {hunt} seq {s}: received {ev}, stored {replayed[s - 1]}"
+        )
+    return replayed
+
+
+async def test_sigkill_of_every_process_loses_nothing_that_was_acknowledged(
+    servers: list[ServerProcess], data_dir: Path
+) -> None:
+    srv = launch(servers, data_dir)
+    play = Play(srv.url)
+    await play.setup(hunts=2, players_per_hunt=3)
+    async with playing(play):
+        await play.until_solves(40, 30)
+        await asyncio.to_thread(srv.kill_all)  # mid-play: commands are in flight
+    assert srv.wait_gone() == []
+    assert play.violations() == {}
+    assert not [s for s in play.log if s.reply is not None and not s.ok], "errors before the crash"
+
+    srv = launch(servers, data_dir)
+    play.url = srv.url
+    await play.reconnect()  # every token still works
+    await play.settle_unknown()  # commands cut off by the crash: resend to learn their fate
+    seqs = {}
+    for hunt in play.hunts:
+        got = await play.must(play.organizer_of(hunt), "get_hunt", hunt_id=hunt)
+        play.check_view(hunt, got["hunt"])
+        assert got["hunt"]["status"] == "running"
+        seqs[hunt] = got["seq"]
+
+    acknowledged = play.oks(lambda s: s.t in STATE_CHANGING)
+    assert len(acknowledged) >= 40 + 2 + 2 + 6
+    for sent in acknowledged:
+        again = await play.command(sent.who, sent.t, sent.cid, **sent.fields)
+        assert again.reply is not None and sent.reply is not None
+        if sent.t == "join_hunt":
+            assert comparable(again.reply) == comparable(sent.reply)
+        else:
+            assert again.reply == sent.reply, f"resent {sent.t} {sent.cid}"
+    for hunt in play.hunts:
+        got = await play.must(play.organizer_of(hunt), "get_hunt", hunt_id=hunt)
+        assert got["seq"] == seqs[hunt], "a resent command made a new event"
+        play.check_view(hunt, got["hunt"])
+        await check_resume(play, hunt, seqs[hunt])
+
+    # play goes on: a clue nobody could solve before is solved now, live
+    hunt = play.hunts[0]
+    player = play.members[hunt][0]
+    t, fields = solve_fields(RESERVED, right=True)
+    solved = await play.must(player, t, hunt_id=hunt, **fields)
+    assert solved.get("correct") and solved["points"] == 10 + RESERVED, solved
+    org = play.clients[play.organizer_of(hunt)]
+    event = await org.wait_event(hunt, seqs[hunt] + 1)
+    assert event["kind"] == "clue_solved" and event["data"]["clue"] == RESERVED
+    assert play.violations() == {}
+    await play.close()
+    stop_server(srv)
+    assert srv.pids() == []
+
+
+async def test_sigterm_during_play_exits_cleanly_and_closes_clients_with_1001(
+    servers: list[ServerProcess], data_dir: Path
+) -> None:
+    srv = launch(servers, data_dir)
+    play = Play(srv.url)
+    await play.setup(hunts=2, players_per_hunt=2)
+    async with playing(play):
+        await play.until_solves(20, 30)
+        code = await asyncio.to_thread(srv.terminate)
+    assert code == 0, "\n".join(srv.lines[-20:])
+    assert srv.wait_gone() == []
+    clients = list(play.clients.values())
+    await wait_until(lambda: all(c.closed is not None for c in clients), 10, "clients closed")
+    assert {c.name: c.closed[0] for c in clients if c.closed} == {c.name: 1001 for c in clients}
+    codes = {s.code for s in play.log if s.reply is not None and not s.ok}
+    assert codes <= {"unavailable"}, codes
+    assert play.violations() == {}
+    srv.close_pipe()
+
+
+async def test_a_stale_admin_is_replaced_on_start(
+    servers: list[ServerProcess], data_dir: Path
+) -> None:
+    first = launch(servers, data_dir)
+    old = first.wait_for_pids(6)  # main, admin, logger, Director, two shards
+    assert first.proc is not None
+    first.proc.kill()  # only the main process: the admin and its actors live on
+    first.proc.wait(10)
+    assert pids_listening_on(first.admin_port), "the admin died with the main process"
+    stale = [p for p in old if p != first.proc.pid]
+    assert all(alive(p) for p in stale)
+
+    second = launch(servers, data_dir, admin_port=first.admin_port)
+    assert second.log_has("replacing it")
+    await wait_until(lambda: not any(alive(p) for p in stale), 15, "the stale run to go")
+    assert not set(second.pids()) & set(old)
+
+    play = Play(second.url)
+    await play.setup(hunts=1, players_per_hunt=2)
+    hunt = play.hunts[0]
+    t, fields = solve_fields(0, right=True)
+    assert (await play.must("p0", t, hunt_id=hunt, **fields))["correct"]
+    await play.clients["org0"].wait_event(hunt, 5)
+    assert play.violations() == {}
+    await play.close()
+    stop_server(second)
+    first.close_pipe()
+    assert second.pids() == [] and not any(alive(p) for p in old)
+
+
+async def test_a_killed_shard_is_recreated_and_no_event_is_lost_or_doubled(
+    servers: list[ServerProcess], data_dir: Path
+) -> None:
+    srv = launch(servers, data_dir)
+    play = Play(srv.url)
+    await play.setup(hunts=2, players_per_hunt=3, shards=2)  # one hunt on each shard
+    assert len(shard_pids(srv)) == 2
+    killed: list[int] = []
+    async with playing(play):
+        await play.until_solves(30, 30)
+        for n in range(1, 4):  # shard 0, shard 1, then the recreated shard 0
+            victim = min(shard_pids(srv))
+            os.kill(victim, signal.SIGKILL)
+            killed.append(victim)
+            at = play.solves()
+            await wait_recreated(srv, n)
+            await play.until_solves(at + 40, 30)
+    assert len(shard_pids(srv)) == 2 and not set(shard_pids(srv)) & set(killed)
+
+    codes = {s.code for s in play.log if s.reply is not None and not s.ok}
+    assert codes <= {"unavailable"}, codes
+    await play.settle_unknown()
+    finals = {}
+    for hunt in play.hunts:
+        ended = await play.must(play.organizer_of(hunt), "end_hunt", hunt_id=hunt)
+        assert ended["t"] == "ok"
+        got = await play.must(play.organizer_of(hunt), "get_hunt", hunt_id=hunt)
+        assert got["hunt"]["status"] == "finished"
+        play.check_view(hunt, got["hunt"])
+        finals[hunt] = got["seq"]
+
+    # every live connection got every event, in order, without gap or duplicate
+    def caught_up() -> bool:
+        return all(
+            play.clients[name].hunts[hunt].last == finals[hunt]
+            for hunt in play.hunts
+            for name in [play.organizer_of(hunt), *play.members[hunt]]
+        )
+
+    await wait_until(caught_up, 15, "every client to see the final event")
+    assert play.violations() == {}
+    for hunt in play.hunts:
+        for name in [play.organizer_of(hunt), *play.members[hunt]]:
+            seqs = [e["seq"] for e in play.clients[name].hunts[hunt].events]
+            assert seqs == list(range(seqs[0], finals[hunt] + 1)), f"{name} on {hunt}"
+        last = play.clients[play.organizer_of(hunt)].hunts[hunt].events[-1]
+        board = {e["player_id"]: e["score"] for e in last["data"]["leaderboard"]}
+        assert board == {p: score for p, (score, _) in play.expected(hunt).items()}
+    await play.reconnect()
+    for hunt in play.hunts:
+        await check_resume(play, hunt, finals[hunt])
+    await play.close()
+    stop_server(srv)
+    assert srv.pids() == []
