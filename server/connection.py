@@ -80,10 +80,20 @@ class Connection:
         finally:
             self._writer = None
 
-    def close(self, code: int, reason: str) -> None:
+    def close(self, code: int, reason: str, *, flush: bool = False) -> None:
+        """Closes with ``code``; with ``flush`` the frames already queued go out first."""
         if self.state is ConnState.CLOSED:
             return
         log.info("closing %s (player %s): %d %s", self.remote, self.player_id or "-", code, reason)
         self.state = ConnState.CLOSED
+        pending = list(self._out) if flush else []
         self._out.clear()
-        asyncio.get_running_loop().create_task(self.ws.close(code, reason))
+        asyncio.get_running_loop().create_task(self._close(code, reason, pending))
+
+    async def _close(self, code: int, reason: str, pending: list[bytes]) -> None:
+        try:
+            for frame in pending:
+                await self.ws.send(frame)
+        except ConnectionClosed:
+            return
+        await self.ws.close(code, reason)

@@ -96,7 +96,7 @@ class Sessions:
         conn.bad_frames += 1
         self._error(conn, exc.re, exc.code, exc.message, "?")
         if conn.bad_frames >= self.bad_frame_limit:
-            conn.close(CLOSE_POLICY, f"{conn.bad_frames} bad frames in a row")
+            conn.close(CLOSE_POLICY, f"{conn.bad_frames} bad frames in a row", flush=True)
 
     def _error(self, conn: Connection, re: str | None, code: str, message: str, t: str) -> None:
         self.metrics.outcome(t, code, None)
