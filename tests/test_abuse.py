@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import msgpack
 import pytest
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
 from server.client import GameClient, quick_client
 from server.guard import Guard, Limits
+from server.procs import rss_kb
 from tests.server_harness import ServerProcess, start_server, stop_server
 
 
@@ -108,3 +110,73 @@ async def test_answer_brute_force_is_rate_limited_and_nothing_is_applied(
         await thief.close()
         stop_server(srv)
     assert srv.pids() == []
+
+
+async def test_a_client_that_never_reads_is_closed_and_memory_stays_flat(
+    tmp_path: Path,
+) -> None:
+    srv = start_server(tmp_path / "data", "--out-queue-frames", "50", "--rate-burst", "2000")
+    org = await quick_client(srv.url, "org")
+    try:
+        clues = [{"text": "x" * 500, "answer": "a", "points": 1} for _ in range(100)]
+        hunt = (await org.request("create_hunt", name="big", clues=clues))["hunt_id"]
+        before = sum(rss_kb(p) for p in srv.pids())
+        async with connect(srv.url, max_queue=1, compression=None) as lazy:
+            await lazy.send(msgpack.packb({"t": "hello", "id": "h", "protocol": 1, "name": "lazy"}))
+            for i in range(1500):  # ~80 MB of replies it never reads
+                await lazy.send(msgpack.packb({"t": "get_hunt", "id": f"g{i}", "hunt_id": hunt}))
+            await asyncio.wait_for(_until(lambda: srv.log_has("too slow")), 30)
+        grown_mb = (sum(rss_kb(p) for p in srv.pids()) - before) / 1024
+        assert grown_mb < 60, f"server grew {grown_mb:.0f} MB holding a slow client's frames"
+        assert (await org.request("ping"))["t"] == "ok"  # everyone else plays on
+    finally:
+        await org.close()
+        stop_server(srv)
+    assert srv.pids() == []
+
+
+async def test_half_open_connections_are_dropped_after_the_handshake_timeout(
+    tmp_path: Path,
+) -> None:
+    srv = start_server(tmp_path / "data", "--handshake-timeout-s", "1")
+    sockets: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    try:
+        for _ in range(500):  # TCP connects that never send a handshake
+            sockets.append(await asyncio.open_connection("127.0.0.1", srv.port))
+        bystander = await quick_client(srv.url, "bystander")
+        assert (await bystander.request("ping"))["t"] == "ok"
+        await bystander.close()
+        for writer in sockets:  # the server hangs up on each of them by itself
+            assert await asyncio.wait_for(
+                writer.transport.get_extra_info("socket") and _eof(writer), 15
+            )
+    finally:
+        for writer in sockets:
+            writer.close()
+        stop_server(srv)
+    assert srv.pids() == []
+
+
+async def test_a_flood_of_5000_connections_at_once_is_served(server: ServerProcess) -> None:
+    async def one() -> ClientConnection | None:
+        try:
+            return await connect(server.url, compression=None, open_timeout=60)
+        except (OSError, InvalidStatus):
+            return None
+
+    bystander = await quick_client(server.url, "bystander")
+    try:
+        flood = await asyncio.gather(*(one() for _ in range(5000)))
+        opened = [ws for ws in flood if ws is not None]
+        assert len(opened) == 5000
+        assert (await bystander.request("ping"))["t"] == "ok"
+        await asyncio.gather(*(ws.close() for ws in opened))
+        assert bystander.violations == []
+    finally:
+        await bystander.close()
+
+
+async def _until(check: Callable[[], bool]) -> None:
+    """Polls what another process wrote (its log); callers bound it with a deadline."""
+    while not check():  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
