@@ -146,12 +146,10 @@ async def test_half_open_connections_are_dropped_after_the_handshake_timeout(
         bystander = await quick_client(srv.url, "bystander")
         assert (await bystander.request("ping"))["t"] == "ok"
         await bystander.close()
-        for writer in sockets:  # the server hangs up on each of them by itself
-            assert await asyncio.wait_for(
-                writer.transport.get_extra_info("socket") and _eof(writer), 15
-            )
+        for reader, _ in sockets:  # the server hangs up on each of them by itself
+            assert await asyncio.wait_for(reader.read(), 15) == b""
     finally:
-        for writer in sockets:
+        for _, writer in sockets:
             writer.close()
         stop_server(srv)
     assert srv.pids() == []
@@ -168,7 +166,7 @@ async def test_a_flood_of_5000_connections_at_once_is_served(server: ServerProce
     try:
         flood = await asyncio.gather(*(one() for _ in range(5000)))
         opened = [ws for ws in flood if ws is not None]
-        assert len(opened) == 5000
+        assert len(opened) == 5000, f"{5000 - len(opened)} of 5,000 connects failed"
         assert (await bystander.request("ping"))["t"] == "ok"
         await asyncio.gather(*(ws.close() for ws in opened))
         assert bystander.violations == []
