@@ -32,10 +32,18 @@ class HuntLog:
 
 
 class GameClient:
-    def __init__(self, url: str, *, name: str = "bot", reply_timeout_s: float = 15.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        name: str = "bot",
+        reply_timeout_s: float = 15.0,
+        keep_events: bool = True,
+    ) -> None:
         self.url = url
         self.name = name
         self.reply_timeout_s = reply_timeout_s
+        self.keep_events = keep_events  # False: no event list, no delay list (long bot runs)
         self.ws: ClientConnection | None = None
         self.player_id = ""
         self.token = ""
@@ -48,6 +56,7 @@ class GameClient:
         self._ids = itertools.count(1)
         self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._answered: set[str] = set()
+        self._commands: dict[str, tuple[str, dict[str, Any]]] = {}
         self._reader: asyncio.Task[None] | None = None
         self._event_signal = asyncio.Event()
 
@@ -75,6 +84,7 @@ class GameClient:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[dict[str, Any]] = loop.create_future()
         self._waiting[cid] = fut
+        self._commands[cid] = (t, fields)
         if t == "resume":
             log = self.hunts[fields["hunt_id"]]
             log.resume_after = fields["after_seq"]
@@ -84,6 +94,7 @@ class GameClient:
             return await asyncio.wait_for(fut, self.reply_timeout_s)
         except TimeoutError:
             self._waiting.pop(cid, None)
+            self._commands.pop(cid, None)
             self.violations.append(f"no reply to {t} {cid} within {self.reply_timeout_s}s")
             raise ReplyTimeout(f"{t} {cid}") from None
 
@@ -131,6 +142,9 @@ class GameClient:
             return
         self.replies += 1
         self._answered.add(re)
+        sent = self._commands.pop(re, None)
+        if sent is not None:
+            self.on_reply(sent[0], sent[1], m)
         if not fut.done():
             fut.set_result(m)
 
@@ -144,9 +158,19 @@ class GameClient:
             log.last = max(seq, log.last)
         else:
             log.last = seq
-        log.events.append(m)
-        self.event_delays_ms.append(time.time() * 1000 - m["at"])
+        if self.keep_events:
+            log.events.append(m)
+            self.event_delays_ms.append(time.time() * 1000 - m["at"])
+        self.on_event(m)
         self._event_signal.set()
+
+    # ---- hooks for subclasses (the bots); called as each frame is read ----------
+
+    def on_reply(self, t: str, fields: dict[str, Any], reply: dict[str, Any]) -> None:
+        """A reply to command ``t`` sent with ``fields``, before any later frame is read."""
+
+    def on_event(self, m: dict[str, Any]) -> None:
+        """An event, after the order check, before any later frame is read."""
 
     async def wait_event(self, hunt: str, seq: int, within_s: float = 10.0) -> dict[str, Any]:
         """The event ``seq`` of ``hunt``, once it has arrived."""

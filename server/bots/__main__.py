@@ -1,0 +1,3 @@
+from server.bots.runner import main
+
+raise SystemExit(main())
