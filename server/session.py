@@ -140,12 +140,13 @@ class Sessions:
         ok = msg.get("t") == "ok"
         if isinstance(cmd, Resume):
             self._resumed(conn, hunt, cmd, msg)
-        elif ok and isinstance(cmd, CreateHunt):
-            self.hub.subscribe(conn, hunt, None)
-        elif ok and isinstance(cmd, JoinHunt):
-            self.hub.subscribe(conn, hunt, msg.get("seq"))
-        elif ok and isinstance(cmd, LeaveHunt):
-            self.hub.unsubscribe(conn, hunt)
+        elif ok and isinstance(cmd, CreateHunt | JoinHunt | LeaveHunt):
+            # every connection of the player gets the events of the hunts it plays in
+            for c in self.by_player.get(conn.player_id, {conn}):
+                if isinstance(cmd, LeaveHunt):
+                    self.hub.unsubscribe(c, hunt)
+                else:
+                    self.hub.subscribe(c, hunt, msg.get("seq"))
         self._reply(conn, cmd.id, t, started, msg)
 
     def _resumed(self, conn: Connection, hunt: HuntId, cmd: Resume, msg: Reply) -> None:
