@@ -202,3 +202,32 @@ async def test_tokens_subscriptions_and_replies_survive_a_restart(tmp_path: Path
     finally:
         stop_server(srv)
     assert srv.pids() == []
+
+
+async def test_every_connection_of_a_player_gets_the_events_of_its_hunts(
+    server: ServerProcess,
+) -> None:
+    """Two connections of one player: hunts joined, created or left on one count for both."""
+    org = await probe(server.url, "organizer")
+    ana = await probe(server.url, "Ana")
+    org_tab = await probe(server.url, "x", token=org.token)
+    ana_tab = await probe(server.url, "x", token=ana.token)
+    try:
+        hunt, seq = await create_started_hunt(org, [ana])
+        assert seq == 3
+        for c in (org_tab, ana_tab):
+            assert (await c.wait_event(hunt, 3))["kind"] == "hunt_started"
+        await ana.request("submit_answer", hunt_id=hunt, clue=0, answer="Berlin")
+        for c in (org, ana, org_tab, ana_tab):
+            assert (await c.wait_event(hunt, 4))["kind"] == "clue_solved"
+        assert (await ana_tab.request("leave_hunt", hunt_id=hunt))["t"] == "ok"
+        assert (await org_tab.request("end_hunt", hunt_id=hunt))["t"] == "ok"
+        for c in (org, org_tab):
+            assert (await c.wait_event(hunt, 6))["kind"] == "hunt_finished"
+        await ana.request("ping")  # what the gateway sent Ana's connections is in by now
+        await ana_tab.request("ping")
+        assert [s for s, _ in ana.kinds(hunt)] == [3, 4]  # nothing after leaving
+        assert [s for s, _ in ana_tab.kinds(hunt)] == [3, 4]
+        assert [s for s, _ in org_tab.kinds(hunt)] == [1, 2, 3, 4, 5, 6]
+    finally:
+        await close_all(org, ana, org_tab, ana_tab)
