@@ -14,6 +14,7 @@ The token comes from --token, TREASURE_ADMIN_TOKEN, or DATA_DIR/admin-token.
 from __future__ import annotations
 
 import argparse
+import functools
 import getpass
 import json
 import os
@@ -27,6 +28,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from rich.console import Console
+from rich.markup import escape
 
 from server import console_views as views
 
@@ -94,11 +96,11 @@ def _user() -> str:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m server.console", description=__doc__.split("\n")[0])
-    p.add_argument("--url", help="admin endpoint (default $TREASURE_ADMIN_URL or :8766)")
-    p.add_argument("--token", help="admin token (default $TREASURE_ADMIN_TOKEN or the file)")
-    p.add_argument("--data-dir", type=Path, help="where the server keeps admin-token (./data)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    _common(p, defaults=True)
     sub = p.add_subparsers(dest="command")
+    anywhere = argparse.ArgumentParser(add_help=False)  # so "shards --json" works as well
+    _common(anywhere, defaults=False)
+    sub.add_parser = functools.partial(sub.add_parser, parents=[anywhere])  # type: ignore[method-assign]
     sub.add_parser("shards", help="the Director and every ShardHost")
     top = sub.add_parser("top", help="shards, refreshed live (Ctrl-C stops)")
     top.add_argument("--interval", type=float, default=1.0)
@@ -123,6 +125,16 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("help")
     sub.add_parser("exit")
     return p
+
+
+def _common(p: argparse.ArgumentParser, *, defaults: bool) -> None:
+    given: dict[str, Any] = {} if defaults else {"default": argparse.SUPPRESS}
+    p.add_argument("--url", help="admin endpoint (default $TREASURE_ADMIN_URL or :8766)", **given)
+    p.add_argument(
+        "--token", help="admin token (default $TREASURE_ADMIN_TOKEN or the file)", **given
+    )
+    p.add_argument("--data-dir", type=Path, help="where admin-token is (./data)", **given)
+    p.add_argument("--json", action="store_true", help="print JSON, not tables", **given)
 
 
 def run(client: AdminClient, args: argparse.Namespace, out: Console) -> None:
@@ -190,7 +202,7 @@ def interactive(client: AdminClient, base: argparse.Namespace, out: Console) -> 
     known: set[str] = set()
     completer = WordCompleter(lambda: [*COMMANDS, *sorted(known)], WORD=True)
     session: PromptSession[str] = PromptSession(
-        history=FileHistory(str(history)), completer=completer
+        history=FileHistory(str(history)), completer=completer, complete_while_typing=False
     )
     out.print(f"treasure admin console at {client.url}; 'help' lists commands, 'exit' leaves")
     p = parser()
@@ -206,7 +218,7 @@ def interactive(client: AdminClient, base: argparse.Namespace, out: Console) -> 
         except SystemExit:
             continue  # argparse already said what was wrong
         except ValueError as exc:
-            out.print(f"[red]{exc}[/]")
+            out.print(f"[red]{escape(str(exc))}[/]")
             continue
         if args.command == "exit":
             return 0
@@ -216,7 +228,7 @@ def interactive(client: AdminClient, base: argparse.Namespace, out: Console) -> 
         try:
             run(client, args, out)
         except ConsoleError as exc:
-            out.print(f"[red]error:[/] {exc}", highlight=False)
+            out.print(f"[red]error:[/] {escape(str(exc))}")
         known.update(views.ids_seen)
 
 
@@ -237,7 +249,6 @@ def _token(args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(sys.argv[1:] if argv is None else argv)
     out = Console(highlight=False, soft_wrap=False)
-    err = Console(stderr=True, highlight=False)
     url = args.url or os.environ.get("TREASURE_ADMIN_URL", "http://127.0.0.1:8766")
     try:
         client = AdminClient(url, _token(args))
@@ -249,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         run(client, args, out)
         return 0
     except ConsoleError as exc:
-        err.print(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
         return 1
 
 

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 ids_seen: set[str] = set()  # for tab completion
@@ -42,7 +43,8 @@ def shards(data: dict[str, Any], out: Console) -> None:
     for s in data["shards"]:
         name = f"shard {s['index']}"
         if not s.get("up"):
-            table.add_row(name, str(s["pid"]), "", "", str(s["in_flight"]), "", "DEAD", s["error"])
+            dead = (name, str(s["pid"]), "", "", str(s["in_flight"]), "", "DEAD")
+            table.add_row(*dead, escape(s["error"]))
             continue
         avg = s["messages"] / s["batches"] if s["batches"] else 0.0
         batches = f"{s['batches']} (avg {avg:.1f}, max {s['largest_batch']})"
@@ -65,9 +67,9 @@ def actors(rows: list[dict[str, Any]], out: Console) -> None:
         table.add_column(head, no_wrap=head == "id")
     for r in rows:
         ids_seen.add(r["id"])
-        about = r.get("name", "")
+        about = escape(r.get("name", ""))
         if r["kind"] == "hunt":
-            about = f"{about} [{r['status']}, {r['players']} players]"
+            about = f"{about} ({r['status']}, {r['players']} players)"
         row = (r["id"], r["kind"], str(r["shard"]), str(r["messages"]), str(r["version"]))
         table.add_row(*row, _ago(r["last_active"]), about)
     out.print(table)
@@ -95,7 +97,7 @@ def inspect(d: dict[str, Any], out: Console) -> None:
     else:
         facts.append(("connections here", d.get("connections_here", 0)))
     for name, value in facts:
-        table.add_row(name, str(value))
+        table.add_row(name, escape(str(value)))
     out.print(table)
     out.print("state as the actor holds it:")
     out.print_json(json.dumps(d["state"], default=str))
@@ -108,7 +110,7 @@ def events(d: dict[str, Any], out: Console) -> None:
     for e in d["events"]:
         at = time.strftime("%H:%M:%S", time.localtime(e["at"] / 1000))
         cmd = e["metadata"].get("cmd", "")
-        table.add_row(str(e["seq"]), e["type"], at, json.dumps(e["data"]), cmd)
+        table.add_row(str(e["seq"]), e["type"], at, escape(json.dumps(e["data"])), escape(cmd))
     out.print(table)
 
 
