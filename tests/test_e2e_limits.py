@@ -9,7 +9,7 @@ from typing import Any
 import msgpack
 import pytest
 
-from tests.e2e_support import close_all, probe
+from tests.e2e_support import close_all, create_started_hunt, probe
 from tests.server_harness import ServerProcess, start_server, stop_server
 
 DEFAULT_MAX = 64 * 1024
@@ -133,3 +133,33 @@ async def test_commands_beyond_the_rate_are_rate_limited_and_not_applied(
         assert (await org.wait_event(hunt, seq + 1))["data"]["clue"] == i
     finally:
         await close_all(org, fast)
+
+
+@pytest.fixture(scope="module")
+def roomy_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A server whose rate limit lets one client send a thousand commands at once."""
+    srv = start_server(
+        tmp_path_factory.mktemp("roomy") / "data", "--rate-per-s", "100000", "--rate-burst", "5000"
+    )
+    yield srv
+    stop_server(srv)
+    assert srv.pids() == [], "server processes left after SIGTERM"
+
+
+async def test_the_last_thousand_command_ids_are_remembered(roomy_server: ServerProcess) -> None:
+    org = await probe(roomy_server.url, "organizer")
+    ana = await probe(roomy_server.url, "Ana")
+    try:
+        hunt, _ = await create_started_hunt(org, [ana])
+        solve = {"hunt_id": hunt, "clue": 0, "answer": "Berlin"}
+        first = await ana.request("submit_answer", cid="first", **solve)
+        assert (first["points"], first["score"]) == (10, 10)
+        joins = await asyncio.gather(  # "first" becomes the 1,000th most recent id
+            *(ana.request("join_hunt", cid=f"j{i}", hunt_id=hunt) for i in range(999))
+        )
+        assert {r["t"] for r in joins} == {"ok"}
+        # forgotten, it would be answered anew: correct, but 0 points (already solved)
+        assert await ana.request("submit_answer", cid="first", **solve) == first
+        assert (await ana.request("get_hunt", hunt_id=hunt))["seq"] == 4
+    finally:
+        await close_all(org, ana)
