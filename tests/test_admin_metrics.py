@@ -1,0 +1,80 @@
+"""``/metrics`` scraped while clients play: the counters move exactly as the clients did."""
+
+from __future__ import annotations
+
+import asyncio
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.admin_support import http, play
+from tests.server_harness import ServerProcess
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+async def scrape(server: ServerProcess) -> Samples:
+    status, body, headers = await asyncio.to_thread(
+        http, f"{server.admin_url}/metrics", server.admin_token()
+    )
+    assert status == 200 and headers["Content-Type"].startswith("text/plain")
+    samples: Samples = {}
+    for family in text_string_to_metric_families(body):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return samples
+
+
+def total(samples: Samples, name: str, **labels: str) -> float:
+    want = set(labels.items())
+    return sum(v for (n, ls), v in samples.items() if n == name and want <= set(ls))
+
+
+async def test_counters_follow_what_the_clients_did(server: ServerProcess) -> None:
+    before = await scrape(server)
+    players = 4
+    game = await play(server.url, players=players, finish=True)
+    try:
+        after = await scrape(server)
+        assert total(after, "treasure_connections") == players + 1
+        for t, count in game.sent.items():
+            delta = total(after, "treasure_commands_total", type=t) - total(
+                before, "treasure_commands_total", type=t
+            )
+            assert delta == count, t
+            ok = total(after, "treasure_replies_total", type=t, outcome="ok") - total(
+                before, "treasure_replies_total", type=t, outcome="ok"
+            )
+            assert ok == count, t
+            timed = total(after, "treasure_command_seconds_count", type=t) - total(
+                before, "treasure_command_seconds_count", type=t
+            )
+            assert timed == count, t
+
+        hunt_events = 1 + players + 1 + 2 * players + 1  # created, joins, started, solves, end
+        player_events = (players + 1) + (1 + players)  # registrations, memberships
+        appended = total(after, "treasure_events_appended_total") - total(
+            before, "treasure_events_appended_total"
+        )
+        assert appended == hunt_events + player_events
+        assert len(game.organizer.hunts[game.hunt].events) == hunt_events
+
+        assert total(after, "treasure_shard_up") == 2
+        assert total(after, "treasure_active_entities", kind="hunt") >= 1
+        assert total(after, "treasure_active_entities", kind="player") >= players + 1
+        batches = total(after, "treasure_shard_batches_total")
+        assert total(after, "treasure_shard_batch_size_count") == batches > 0
+        assert total(after, "treasure_shard_batch_size_bucket", le="+Inf") == batches
+        appends = total(after, "treasure_append_seconds_count")
+        assert appends >= 1 and total(after, "treasure_append_seconds_sum") > 0
+        assert total(after, "treasure_store_errors_total") == 0
+        assert total(after, "treasure_activations_total") >= players + 2
+        assert ("treasure_slow_clients_dropped_total", ()) in after
+    finally:
+        await game.close()
+
+
+async def test_metrics_need_the_token(server: ServerProcess) -> None:
+    for token in (None, "wrong"):
+        status, body, headers = await asyncio.to_thread(http, f"{server.admin_url}/metrics", token)
+        assert status == 401 and "treasure_" not in body
+        assert headers["WWW-Authenticate"].startswith("Bearer")
