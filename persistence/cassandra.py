@@ -61,7 +61,11 @@ from typing import Any
 
 from cassandra import ConsistencyLevel
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, ResponseFuture
-from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+from cassandra.policies import (
+    DCAwareRoundRobinPolicy,
+    ExponentialReconnectionPolicy,
+    TokenAwarePolicy,
+)
 from cassandra.query import BatchStatement, BatchType
 
 from persistence.base import (
@@ -74,6 +78,7 @@ from persistence.base import (
 from persistence.codec import pack, unpack
 from persistence.errors import ConcurrencyError, StoreUnavailable
 
+RECONNECT_MAX_S = 5.0
 PARTITION_SIZE = 5_000
 READ_PAGE = 500
 DDL_TIMEOUT_S = 30.0
@@ -143,6 +148,9 @@ class CassandraEventStore(EventStore):
             execution_profiles={EXEC_PROFILE_DEFAULT: profile},
             connect_timeout=connect_timeout_s,
             control_connection_timeout=connect_timeout_s,
+            # The driver's default backoff grows to 10 minutes; after an outage the
+            # store should be back within seconds of the node.
+            reconnection_policy=ExponentialReconnectionPolicy(0.5, RECONNECT_MAX_S),
         )
         self._closed = False
         try:
