@@ -89,18 +89,23 @@ def tools_missing() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
-def cassandra_node() -> Iterator[CassandraNode]:
+def start_or_skip(node: CassandraNode) -> CassandraNode:
+    """Start the node, or skip the test with how to get Java and Maven."""
     reason = tools_missing()
     if reason is not None:
         pytest.skip(reason)
-    given = os.environ.get("CASSANDRA_NODE_DIR")
-    directory = Path(given) if given else Path(tempfile.mkdtemp(prefix="cassandra-node-"))
-    node = CassandraNode(directory)
     try:
         node.start()
     except NodeToolsMissing as exc:
         pytest.skip(str(exc))
+    return node
+
+
+@pytest.fixture(scope="session")
+def cassandra_node() -> Iterator[CassandraNode]:
+    given = os.environ.get("CASSANDRA_NODE_DIR")
+    directory = Path(given) if given else Path(tempfile.mkdtemp(prefix="cassandra-node-"))
+    node = start_or_skip(CassandraNode(directory))
     try:
         yield node
     finally:

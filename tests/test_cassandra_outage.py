@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from server.client import GameClient, quick_client
-from tests.cassandra_node import CassandraNode, NodeToolsMissing, tools_missing
+from tests.cassandra_node import CassandraNode, start_or_skip
 from tests.server_harness import start_server, stop_server
 
 pytestmark = pytest.mark.cassandra
@@ -22,14 +22,7 @@ UNAVAILABLE_WITHIN_S = 12.0  # store request timeout (5 s) + gateway timeout mar
 
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[CassandraNode]:
-    reason = tools_missing()
-    if reason is not None:
-        pytest.skip(reason)
-    node = CassandraNode(tmp_path / "node", durable_system=True)
-    try:
-        node.start()
-    except NodeToolsMissing as exc:
-        pytest.skip(str(exc))
+    node = start_or_skip(CassandraNode(tmp_path / "node", durable_system=True))
     try:
         yield node
     finally:

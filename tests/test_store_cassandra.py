@@ -15,7 +15,7 @@ from persistence import AppendRequest, ConcurrencyError, EventStore, StoreError
 from persistence.cassandra import CassandraEventStore
 from persistence.errors import StoreUnavailable
 from persistence.factory import StoreConfig, open_store
-from tests.cassandra_node import CassandraNode, cassandra_node, tools_missing
+from tests.cassandra_node import CassandraNode, cassandra_node, start_or_skip
 from tests.store_conformance import StoreConformance, ev
 
 __all__ = ["cassandra_node"]  # the session fixture, imported so pytest finds it here
@@ -216,11 +216,7 @@ class Writer(threading.Thread):
 @pytest.fixture
 def crash_node(tmp_path: Path) -> Iterator[CassandraNode]:
     """A node of its own whose schema survives kill -9 (the session node's may not)."""
-    reason = tools_missing()
-    if reason is not None:
-        pytest.skip(reason)
-    node = CassandraNode(tmp_path / "node", durable_system=True)
-    node.start()
+    node = start_or_skip(CassandraNode(tmp_path / "node", durable_system=True))
     try:
         yield node
     finally:
