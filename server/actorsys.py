@@ -39,12 +39,17 @@ class Runtime:
         return [reply.data["pid"], *reply.data["shard_pids"]]
 
 
-def _log_defs(level: str) -> dict[str, Any]:
+def _log_defs(level: str, fmt: str) -> dict[str, Any]:
+    """How the actor processes log (Thespian's logger process applies this)."""
+    formatters = {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "server.logs.JsonFormatter"},
+    }
     return {
         "version": 1,
-        "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+        "formatters": {"chosen": formatters.get(fmt, formatters["text"])},
         "handlers": {
-            "stderr": {"class": "logging.StreamHandler", "formatter": "plain", "level": "WARNING"}
+            "stderr": {"class": "logging.StreamHandler", "formatter": "chosen", "level": "WARNING"}
         },
         "root": {"handlers": ["stderr"], "level": level.upper()},
     }
@@ -76,7 +81,7 @@ def start(settings: Settings) -> Runtime:
         asys = ActorSystem(
             BASE,
             capabilities={"Admin Port": settings.admin_port},
-            logDefs=_log_defs(settings.log_level),
+            logDefs=_log_defs(settings.log_level, settings.log_format),
             transientUnique=True,
         )
     finally:
