@@ -34,7 +34,7 @@ from protocol.messages import (
 )
 from server.bridge import Bridge
 from server.connection import CLOSE_POLICY, Connection, ConnState
-from server.feeds import Hub
+from server.feeds import Feed, Hub
 from server.guard import Guard, Limits
 from server.metrics import Metrics
 
@@ -126,16 +126,27 @@ class Sessions:
         started: float,
         subscribe_first: bool = False,
     ) -> None:
-        if subscribe_first and hunt not in self.hub.subscribers:
-            self.bridge.subscribe(hunt)
         feed = conn.feeds.get(hunt)
+        fresh = None
+        if subscribe_first and feed is None:
+            # Follow the hunt before the command reaches it, holding its events until the
+            # reply: the events of the batch that answers it may be handled before the reply.
+            fresh = self.hub.subscribe(conn, hunt, None)
+            self.hub.hold(fresh)
         if isinstance(cmd, Resume) and feed is not None:
             self.hub.hold(feed)
         fut = self.bridge.submit("hunt", hunt, cmd, conn.player_id, conn.name)
-        self._await(fut, lambda msg: self._hunt_done(conn, hunt, cmd, t, started, msg))
+        self._await(fut, lambda msg: self._hunt_done(conn, hunt, cmd, t, started, msg, fresh))
 
     def _hunt_done(
-        self, conn: Connection, hunt: HuntId, cmd: Any, t: str, started: float, msg: Reply
+        self,
+        conn: Connection,
+        hunt: HuntId,
+        cmd: Any,
+        t: str,
+        started: float,
+        msg: Reply,
+        fresh: Feed | None = None,
     ) -> None:
         ok = msg.get("t") == "ok"
         if isinstance(cmd, Resume):
@@ -145,9 +156,16 @@ class Sessions:
             for c in self.by_player.get(conn.player_id, {conn}):
                 if isinstance(cmd, LeaveHunt):
                     self.hub.unsubscribe(c, hunt)
-                else:
+                elif c is not conn or fresh is None:
                     self.hub.subscribe(c, hunt, msg.get("seq"))
         self._reply(conn, cmd.id, t, started, msg)
+        if conn.feeds.get(hunt) is fresh and fresh is not None:
+            if not ok:
+                self.hub.unsubscribe(conn, hunt)
+            elif isinstance(cmd, JoinHunt):
+                self.hub.release(conn, hunt, fresh, [], msg["seq"])
+            else:
+                self.hub.unhold(conn, hunt, fresh)
 
     def _resumed(self, conn: Connection, hunt: HuntId, cmd: Resume, msg: Reply) -> None:
         frames = msg.pop("_frames", [])
