@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any
@@ -231,3 +232,31 @@ async def test_every_connection_of_a_player_gets_the_events_of_its_hunts(
         assert [s for s, _ in org_tab.kinds(hunt)] == [1, 2, 3, 4, 5, 6]
     finally:
         await close_all(org, ana, org_tab, ana_tab)
+
+
+async def test_under_concurrent_load_creators_and_joiners_miss_no_event(
+    server: ServerProcess,
+) -> None:
+    """Events of the batch that answers a create or a join reach its sender too."""
+    orgs = [await probe(server.url, f"org{i}") for i in range(10)]
+    players = [await probe(server.url, f"p{i}") for i in range(12)]
+    try:
+
+        async def create_many(org: Probe) -> list[str]:
+            hunts = []
+            for _ in range(30):
+                created = await org.request("create_hunt", name="load", clues=ANSWER_CLUES)
+                hunts.append(created["hunt_id"])
+                assert (await org.wait_event(hunts[-1], 1))["kind"] == "hunt_created"
+            return hunts
+
+        created = await asyncio.gather(*(create_many(o) for o in orgs))
+        hunt = created[0][0]
+        joins = await asyncio.gather(*(p.request("join_hunt", hunt_id=hunt) for p in players))
+        assert sorted(j["seq"] for j in joins) == list(range(2, 14))
+        assert (await orgs[0].request("end_hunt", hunt_id=hunt))["t"] == "ok"
+        for p, joined in zip(players, joins, strict=True):
+            await p.wait_event(hunt, 14)
+            assert [s for s, _ in p.kinds(hunt)] == list(range(joined["seq"] + 1, 15)), p.name
+    finally:
+        await close_all(*orgs, *players)
