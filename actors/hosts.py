@@ -23,7 +23,7 @@ from thespian.actors import (
     WakeupMessage,
 )
 
-from actors import admin
+from actors import admin, thespian_fixes  # noqa: F401  (patches Thespian on import)
 from actors.inspection import inspect_shard, rss_kb
 from actors.messages import (
     CommandBatch,

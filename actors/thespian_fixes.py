@@ -1,0 +1,40 @@
+"""A fix for Thespian 4.0.1 that supervision depends on; applied on import.
+
+When an actor handles one child's ``ChildActorExited``, Thespian's
+``_childExited`` reaps every child it finds dead at that moment and forgets
+it without a ``ChildActorExited`` of its own. Two shards dying within a few
+milliseconds of each other (a second SIGCHLD arriving after the first
+liveness check) therefore left the Director with one shard never recreated,
+and the system's shutdown then waited forever for that child. Here the other
+dead children are reported as Thespian's SIGCHLD handler would report them.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from thespian.actors import ChildActorExited
+from thespian.system.addressManager import CannotPickleAddress
+from thespian.system.multiprocCommon import MultiProcManager, MultiProcReplicator
+from thespian.system.transport import TransmitIntent
+from thespian.system.utilis import partition
+
+log = logging.getLogger("treasure.actors")
+
+
+def _child_exited(self: Any, child_addr: Any) -> None:
+    children = getattr(self, "_child_procs", [])
+    self._child_procs, dead = partition(MultiProcReplicator._checkChildLiveness, children)
+    for info in dead:
+        addr = getattr(info, "childRealAddr", info.childAddr)
+        if addr == child_addr:
+            continue
+        try:
+            intent = TransmitIntent(self.transport.myAddress, ChildActorExited(addr))
+            self.transport.scheduleTransmit(None, intent)
+        except CannotPickleAddress:
+            log.error("child %s is dead but its address cannot be reported", addr)
+
+
+MultiProcManager._childExited = _child_exited
