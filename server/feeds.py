@@ -111,6 +111,14 @@ class Hub:
             if feed.last is None or s > feed.last:
                 self.offer(conn, hunt, feed, s, frame)
 
+    def catch_up(self, hunt: str, seq: int) -> None:
+        """Fetch what each feed of ``hunt`` misses up to ``seq`` (a recreated shard's)."""
+        for conn in tuple(self.subscribers.get(hunt, ())):
+            feed = conn.feeds.get(hunt)
+            if feed is not None and feed.held is None and feed.last is not None and feed.last < seq:
+                feed.held = []
+                self._repair(conn, hunt, feed)
+
     def _repair(self, conn: Connection, hunt: str, feed: Feed) -> None:
         after = feed.last or 0
         fut = self._fetch(conn, hunt, after)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import ssl
 import uuid
@@ -141,7 +142,16 @@ class Gateway:
     def _shards_changed(self, replaced: list[int]) -> None:
         for hunt in self.hub.hunts():
             if shard_for("hunt", hunt, self.bridge.count) in replaced:
-                self.bridge.subscribe(hunt)
+                fut = self.bridge.subscribe(hunt)
+                fut.add_done_callback(functools.partial(self._resubscribed, hunt))
+
+    def _resubscribed(self, hunt: str, fut: asyncio.Future[dict[str, Any]]) -> None:
+        """The dead shard may have stored events it never published: catch feeds up."""
+        if fut.cancelled() or fut.exception() is not None:
+            return
+        msg = fut.result()
+        if msg.get("t") == "ok":
+            self.hub.catch_up(hunt, msg["seq"])
 
     def kick(self, player: str, reason: str) -> int:
         conns = list(self.sessions.by_player.get(player, ()))
