@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import secrets
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ class GameClient:
         self.event_delays_ms: list[float] = []
         self.closed: tuple[int | None, str] | None = None
         self._ids = itertools.count(1)
+        self._prefix = secrets.token_hex(3) + "-"
         self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._answered: set[str] = set()
         self._commands: dict[str, tuple[str, dict[str, Any]]] = {}
@@ -73,7 +75,9 @@ class GameClient:
     # ---- commands ---------------------------------------------------------------
 
     def next_id(self) -> str:
-        return f"c{next(self._ids)}"
+        # Unique per client: a new client of the same player must not reuse an id,
+        # or the server answers it from its idempotency memory.
+        return f"{self._prefix}{next(self._ids)}"
 
     async def send_raw(self, data: bytes | str) -> None:
         assert self.ws is not None
