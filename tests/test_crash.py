@@ -12,12 +12,19 @@ import asyncio
 import contextlib
 import os
 import signal
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from actors.entity import new_event
+from actors.events import ClueSolved
+from actors.ids import hunt_stream
+from persistence.base import AppendRequest
+from persistence.sqlite import SqliteEventStore
+from protocol.messages import PlayerId
 from server.procs import alive, children, pids_listening_on
 from tests.play import RESERVED, STATE_CHANGING, Play, comparable, solve_fields
 from tests.server_harness import ServerProcess, stop_server
@@ -258,6 +265,77 @@ async def test_a_killed_shard_is_recreated_and_no_event_is_lost_or_doubled(
     await play.reconnect()
     for hunt in play.hunts:
         await check_resume(play, hunt, finals[hunt])
+    await play.close()
+    stop_server(srv)
+    assert srv.pids() == []
+
+
+async def test_a_command_in_flight_when_both_shards_die_is_resent_applied_and_published(
+    servers: list[ServerProcess], data_dir: Path
+) -> None:
+    """Both shards die together (both must be recreated) while a solve waits in
+    flight: the gateway resends it, it is applied once, and its event goes out."""
+    srv = launch(servers, data_dir)
+    play = Play(srv.url)
+    await play.setup(hunts=1, players_per_hunt=1)
+    hunt, org = play.hunts[0], play.clients["org0"]
+    shards = shard_pids(srv)
+    for pid in shards:  # the solve below reaches the gateway but no shard takes it
+        os.kill(pid, signal.SIGSTOP)
+    t, fields = solve_fields(0, right=True)
+    solving = asyncio.create_task(play.command("p0", t, hunt_id=hunt, **fields))
+    await play.must("p0", "ping")  # frames are handled in order: the solve is in flight
+    for pid in shards:
+        os.kill(pid, signal.SIGKILL)
+    await wait_recreated(srv, 2)
+    solved = await asyncio.wait_for(solving, 20)
+    assert solved.reply is not None and solved.reply.get("correct"), solved.reply
+    assert srv.log_has("resending request")
+    event = await org.wait_event(hunt, 4, within_s=5)
+    assert event["kind"] == "clue_solved"
+    again = await play.command("p0", t, solved.cid, hunt_id=hunt, **fields)
+    assert again.reply == solved.reply
+    got = await play.must("org0", "get_hunt", hunt_id=hunt)
+    assert got["seq"] == 4 and got["hunt"]["players"][0]["score"] == 10
+    assert play.violations() == {}
+    await play.close()
+    stop_server(srv)
+    assert srv.pids() == []
+
+
+async def test_events_a_dead_shard_stored_but_never_published_reach_live_subscribers(
+    servers: list[ServerProcess], data_dir: Path
+) -> None:
+    """A shard killed between its append and its publish: the recreated shard has
+    the event in the store, the live connections never got it. They must."""
+    srv = launch(servers, data_dir)
+    play = Play(srv.url)
+    await play.setup(hunts=1, players_per_hunt=1)
+    hunt, org, p0 = play.hunts[0], play.clients["org0"], play.ids["p0"]
+    await org.wait_event(hunt, 3)  # created, joined, started
+    shards = shard_pids(srv)
+    for pid in shards:
+        os.kill(pid, signal.SIGSTOP)
+    store = SqliteEventStore(data_dir / "events.sqlite3")  # the append the shard made
+    try:
+        solved = ClueSolved(int(time.time() * 1000), PlayerId(p0), 0, 10, 10)
+        meta = {"cmd": "lost-1", "player": p0}
+        outcome = store.append_many(
+            [AppendRequest(hunt_stream(hunt), 3, [new_event(solved, meta)])]
+        )
+        assert not isinstance(outcome[0], Exception), outcome
+    finally:
+        store.close()
+    for pid in shards:  # ... before it could publish
+        os.kill(pid, signal.SIGKILL)
+    await wait_recreated(srv, 2)
+    for client in (org, play.clients["p0"]):
+        event = await client.wait_event(hunt, 4, within_s=10)
+        assert event["kind"] == "clue_solved" and event["data"]["player_id"] == p0
+    t, fields = solve_fields(1, right=True)
+    assert (await play.must("p0", t, hunt_id=hunt, **fields))["score"] == 10 + 11
+    assert (await org.wait_event(hunt, 5))["kind"] == "clue_solved"
+    assert play.violations() == {}
     await play.close()
     stop_server(srv)
     assert srv.pids() == []
