@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import multiprocessing
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,3 +55,26 @@ def test_a_failing_write_raises_unavailable_and_keeps_nothing(tmp_path: Path) ->
     assert [e.timestamp for e in store.read("s")] == [1, 3]
     for s in (store, slow):
         s.close()
+
+
+def _open_and_close(path: str, results: Any) -> None:
+    try:
+        SqliteEventStore(path).close()
+        results.put("ok")
+    except StoreUnavailable as exc:
+        results.put(str(exc))
+
+
+def test_processes_opening_one_new_file_at_once_all_succeed(tmp_path: Path) -> None:
+    ctx = multiprocessing.get_context("fork")
+    failures = []
+    for round_ in range(25):  # shards open the store together at every server start
+        path = str(tmp_path / f"e{round_}.db")
+        results = ctx.Queue()
+        procs = [ctx.Process(target=_open_and_close, args=(path, results)) for _ in range(4)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(30)
+        failures += [r for r in (results.get(timeout=5) for _ in procs) if r != "ok"]
+    assert failures == []
