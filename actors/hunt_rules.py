@@ -42,6 +42,7 @@ from protocol.messages import (
 )
 
 SYSTEM = PlayerId("")
+VIEW_SEQ = "view_seq"  # in a join's reply: the seq its hunt view is taken at
 _NO_ID = CommandId("")
 
 
@@ -218,13 +219,14 @@ def _members_only(state: HuntState, ctx: Ctx) -> Decision | None:
 
 
 def _join(state: HuntState, ctx: Ctx) -> Decision:
-    joined = Reply(with_view=True)
+    """The reply carries the hunt's view as of the join (``view_seq``), also when resent."""
     if ctx.player_id == state.organizer:
         return Decision((), rejection(ErrorCode.FORBIDDEN, "the organizer does not play"))
     if state.member(ctx.player_id) is not None:
-        return Decision((), joined)
+        return Decision((), Reply(with_view=True, result={VIEW_SEQ: state.seq}))
     if state.max_players is not None and len(state.active_members()) >= state.max_players:
         return _conflict("the hunt is full")
+    joined = Reply(with_view=True, result={VIEW_SEQ: state.seq + 1})
     return Decision((PlayerJoined(ctx.now, ctx.player_id, ctx.name),), joined)
 
 

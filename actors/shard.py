@@ -290,7 +290,11 @@ class ShardCore:
             return
         if answer.query:
             live = self.entities.get((work.entity.kind, work.entity.id))
-            msg = UNAVAILABLE if live is None else query_reply(live, answer.req, self.store)
+            msg = (
+                UNAVAILABLE
+                if live is None
+                else query_reply(live, answer.req, self.store, answer.view_at)
+            )
             out.reply(answer.gateway, answer.req.req, msg)
             return
         out.reply(answer.gateway, answer.req.req, answer.reply)

@@ -25,8 +25,8 @@ from actors.events import (
     Reply,
     ReplyRecorded,
 )
-from actors.hunt_rules import Ctx, Tick, apply, decide
-from actors.hunt_state import HuntState, hunt_view
+from actors.hunt_rules import VIEW_SEQ, Ctx, Tick, apply, decide
+from actors.hunt_state import HuntState, evolve, hunt_view
 from actors.messages import Request
 from actors.player import PlayerState, decide_player, evolve_player
 from persistence.base import EventStore, NewEvent
@@ -44,6 +44,7 @@ class Answer:
     reply: dict[str, Any]
     stream: int | None  # the stream its events went to; None when it stored nothing
     query: bool = False
+    view_at: int | None = None  # a resent join: its hunt view as of this seq
 
 
 @dataclass
@@ -67,7 +68,7 @@ class Work:
 def render(reply: Reply, state: HuntState | None) -> dict[str, Any]:
     if reply.code is not None:
         return {"t": "error", "code": reply.code, "message": reply.message}
-    msg = {"t": "ok", **reply.result}
+    msg = {"t": "ok", **{k: v for k, v in reply.result.items() if k != VIEW_SEQ}}
     if reply.with_view and state is not None:
         msg["hunt"] = hunt_view(state)
         msg["seq"] = state.seq
@@ -100,8 +101,13 @@ def hunt_work(work: Work, gateway: str | None, req: Request, now: int) -> None:
                 work.pending[1].append(new_event(recorded, {}))
         stream = 0 if public else 1
         work.state = after
-    if gateway is not None:
-        work.answers.append(Answer(gateway, req, render(decision.reply, work.state), stream))
+    if gateway is None:
+        return
+    view_at = decision.reply.result.get(VIEW_SEQ) if decision.duplicate else None
+    if view_at is not None and work.state is not None and view_at != work.state.seq:
+        work.answers.append(Answer(gateway, req, {}, None, query=True, view_at=view_at))
+        return
+    work.answers.append(Answer(gateway, req, render(decision.reply, work.state), stream))
 
 
 def _note(state: HuntState, event: HuntEvent, seq: int) -> Note | None:
@@ -127,10 +133,14 @@ def player_work(work: Work, gateway: str | None, req: Request, now: int) -> None
         work.answers.append(Answer(gateway, req, msg, 0 if decision.events else None))
 
 
-def query_reply(entity: Entity, req: Request, store: EventStore) -> dict[str, Any]:
+def query_reply(
+    entity: Entity, req: Request, store: EventStore, view_at: int | None = None
+) -> dict[str, Any]:
     state = entity.state
     if not isinstance(entity, HuntEntity) or not isinstance(state, HuntState):
         return {"t": "error", "code": ErrorCode.NOT_FOUND, "message": "no such hunt"}
+    if view_at is not None:
+        return _view_as_of(entity, view_at, store)
     if isinstance(req.cmd, GetHunt):
         return {"t": "ok", "hunt": hunt_view(state), "seq": state.seq}
     player = PlayerId(req.player)
@@ -141,6 +151,21 @@ def query_reply(entity: Entity, req: Request, store: EventStore) -> dict[str, An
     except StoreError:
         return {"t": "error", "code": ErrorCode.UNAVAILABLE, "message": "cannot read events now"}
     return {"t": "ok", "seq": state.seq, "_frames": frames}
+
+
+def _view_as_of(entity: HuntEntity, seq: int, store: EventStore) -> dict[str, Any]:
+    """The hunt as it was after event ``seq``, replayed from the store."""
+    state: HuntState | None = None
+    try:
+        for stored in store.read(entity.streams[0]):
+            if stored.seq > seq:
+                break
+            state = evolve(state, read_event(stored))
+    except StoreError:
+        return {"t": "error", "code": ErrorCode.UNAVAILABLE, "message": "cannot read events now"}
+    if state is None:
+        return {"t": "error", "code": ErrorCode.INTERNAL, "message": "hunt history is missing"}
+    return {"t": "ok", "hunt": hunt_view(state), "seq": seq}
 
 
 def frames_after(entity: HuntEntity, after: int, store: EventStore) -> list[bytes]:

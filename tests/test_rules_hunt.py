@@ -371,7 +371,7 @@ def test_join_adds_a_member(phase: str) -> None:
     g = PHASES[phase]()
     seq = g.s.seq
     d = g.join(P3, now=g.now + 7)
-    assert d.reply == Reply(with_view=True)
+    assert d.reply == Reply(with_view=True, result={"view_seq": seq + 1})
     assert d.events == (PlayerJoined(g.now, P3, "name-p3"),)
     m = g.s.member(P3)
     assert m is not None
@@ -402,7 +402,7 @@ def test_joining_again_is_ok_with_no_public_event(phase: str) -> None:
     seq = g.s.seq
     joined_at = g.s.members[P1].joined_at
     d = g.join(P1, now=g.now + 99)
-    assert d.reply == Reply(with_view=True)
+    assert d.reply == Reply(with_view=True, result={"view_seq": seq})
     recorded_only(d, P1)
     assert g.s.seq == seq
     assert g.s.members[P1].joined_at == joined_at
@@ -465,7 +465,7 @@ def test_a_full_hunt_refuses_joins_and_a_leave_frees_a_place() -> None:
     recorded_only(full, P3)
     assert g.s.member(P3) is None
     # a member joining again is still ok when the hunt is full
-    assert g.join(P1).reply == Reply(with_view=True)
+    assert g.join(P1).reply == Reply(with_view=True, result={"view_seq": g.s.seq})
     g.leave(P1)
     d = g.join(P3)
     assert d.reply.ok

@@ -189,3 +189,22 @@ def test_resume_serves_recent_events_from_memory_and_older_from_the_store(
     fresh.store.close()
     refused = replies(play(core, Request(9, "hunt", hunt, resume, "stranger", "S")))[0]
     assert refused["code"] == "forbidden"
+
+
+def test_a_resent_join_gets_the_first_reply_after_the_hunt_moved_on(
+    core: ShardCore, path: Path, clock: Clock
+) -> None:
+    hunt, req = create()
+    play(core, req)
+    join = Request(2, "hunt", hunt, JoinHunt(CommandId("j"), hunt), "p1", "Ann")
+    first = replies(play(core, join))[0]
+    play(core, Request(3, "hunt", hunt, JoinHunt(CommandId("k"), hunt), "p2", "Bob"))
+    play(core, Request(4, "hunt", hunt, StartHunt(CommandId("s"), hunt), ORG, "Org"))
+    assert replies(play(core, join))[0] == first
+    fresh = ShardCore(0, 1, SqliteEventStore(path), clock=clock)
+    assert replies(fresh.handle("gw", [join]))[0] == first
+    assert first["seq"] == 2 and [p["name"] for p in first["hunt"]["players"]] == ["Ann"]
+    again = Request(5, "hunt", hunt, JoinHunt(CommandId("j2"), hunt), "p1", "Ann")
+    now = replies(fresh.handle("gw", [again]))[0]  # a new id: today's view
+    assert now["seq"] == 4 and now["hunt"]["status"] == "running"
+    fresh.store.close()
