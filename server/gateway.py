@@ -30,6 +30,7 @@ from server.session import Sessions
 
 log = logging.getLogger("treasure.gateway")
 LISTEN_BACKLOG = 4096
+CLOSE_WAIT_S = 3.0
 
 
 def _address(ws: ServerConnection) -> str:
@@ -169,7 +170,10 @@ class Gateway:
             log.warning("%d commands still in flight at shutdown", self.bridge.in_flight())
         if self._server is not None:
             self._server.close(close_connections=True)
-            await self._server.wait_closed()
+            try:  # a handshake still in progress would otherwise hold us to its timeout
+                await asyncio.wait_for(self._server.wait_closed(), CLOSE_WAIT_S)
+            except TimeoutError:
+                log.warning("some connections had not closed after %.0fs", CLOSE_WAIT_S)
         await asyncio.to_thread(self.bridge.stop)
         log.info("gateway stopped; %d connections were open", len(self.connections))
 
