@@ -49,8 +49,11 @@ class Hub:
         feed = conn.feeds.get(hunt)
         if feed is None:
             feed = conn.feeds[hunt] = Feed(last)
-        elif last is not None and (feed.last is None or last > feed.last):
+        elif last is not None and feed.last is None:
             feed.last = last
+        # A feed that already delivers keeps its place: the events up to ``last`` (a
+        # re-join's reply seq, say) may still be on their way to it, and moving ``last``
+        # past them would drop them as duplicates, leaving the client a gap.
         if not self.subscribers[hunt]:
             self._subscribe_hunt(hunt)
         self.subscribers[hunt].add(conn)
