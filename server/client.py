@@ -93,7 +93,13 @@ class GameClient:
             log = self.hunts[fields["hunt_id"]]
             log.resume_after = fields["after_seq"]
         self.sent += 1
-        await self.send_raw(msgpack.packb({"t": t, "id": cid, **fields}))
+        try:
+            await self.send_raw(msgpack.packb({"t": t, "id": cid, **fields}))
+        except BaseException:
+            # the socket is gone: nobody will await this future ("never retrieved")
+            self._waiting.pop(cid, None)
+            self._commands.pop(cid, None)
+            raise
         try:
             return await asyncio.wait_for(fut, self.reply_timeout_s)
         except TimeoutError:
