@@ -93,6 +93,7 @@ class Conductor:
     def __init__(self, spec: Spec, every_s: float) -> None:
         self.ctx = Ctx(spec)
         self.every_s = every_s
+        self.settle_s = 3.0
         self.org = Bot(self.ctx, -1, "organizer")
         self.solver = Bot(self.ctx, -2, "solver")
         self.org.client.event_sink = self._on_org_event
@@ -124,6 +125,9 @@ class Conductor:
     async def conduct(self, bots: int, join_deadline: float, duration_s: float) -> None:
         while self.joined < bots + 1 and time.time() < join_deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.1)
+        # the joins fan out n^2/2 player_joined frames: let the bots drain them
+        # so the solves measure fan-out, not the tail of the join storm
+        await asyncio.sleep(self.settle_s)
         await self.org.cmd("start_hunt", paced=False, hunt_id=self.hunt)
         self.started_at = time.time()
         end = self.started_at + duration_s
