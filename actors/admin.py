@@ -21,9 +21,7 @@ def passivate(core: ShardCore, kind: str, entity_id: str) -> dict[str, Any]:
     entity = core.entities.pop((kind, entity_id), None)
     if entity is None:
         return {"passivated": False, "reason": "not active"}
-    if entity.state is not None and entity.version > entity.snapshot_seq:
-        entity.snapshot_seq = entity.version - core.snapshot_every  # force one
-        core._maybe_snapshot(entity)
+    core.snapshot_now(entity)
     core.stats.passivations += 1
     return {"passivated": True, "version": entity.version, "snapshot_seq": entity.snapshot_seq}
 
@@ -37,9 +35,7 @@ def snapshot(core: ShardCore, kind: str, entity_id: str) -> dict[str, Any]:
     if entity.state is None:
         del core.entities[key]
         return {"found": False}
-    if entity.version > entity.snapshot_seq:
-        core.store.save_snapshot(entity.streams[0], entity.version, entity.snapshot())
-        entity.snapshot_seq = entity.version
+    core.snapshot_now(entity)
     return {"found": True, "snapshot_seq": entity.snapshot_seq, "activated_now": activated}
 
 

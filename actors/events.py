@@ -196,20 +196,28 @@ UPCASTERS: dict[tuple[str, int], Upcaster] = {}
 """``(name, version) -> fn`` lifting data of that version to ``version + 1``."""
 
 
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _data_fields(cls: type) -> tuple[str, ...]:
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in fields(cls) if f.name != "at")
+    return names
+
+
 def to_record(event: Event) -> tuple[str, int, Data]:
     """``(name, version, data)`` for the store; ``at`` goes as the timestamp."""
     data: Data = {}
-    for f in fields(event):
-        if f.name == "at":
-            continue
-        value = getattr(event, f.name)
+    for name in _data_fields(type(event)):
+        value = getattr(event, name)
         if isinstance(value, Reply):
             value = value.to_data()
-        elif f.name == "clues":
+        elif name == "clues":
             value = [_clue_data(c) for c in value]
         elif isinstance(value, tuple):
             value = [dict(v) if isinstance(v, Mapping) else v for v in value]
-        data[f.name] = value
+        data[name] = value
     return event.NAME, event.VERSION, data
 
 

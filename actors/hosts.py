@@ -42,6 +42,8 @@ from actors.shard import Output, ShardCore
 from persistence.factory import open_store
 
 log = logging.getLogger("treasure.actors")
+COMMIT_WINDOW = timedelta(milliseconds=2)
+FLUSH = "flush"
 
 
 def _ignore_group_signals() -> None:
@@ -60,6 +62,7 @@ class ShardHost(Actor):  # type: ignore[misc]
         self.shards: list[Any] = []
         self.gateways: dict[str, Any] = {}
         self.early: list[tuple[Any, Any]] = []
+        self.flush_due = False
         self.started = time.monotonic()
         self.samples: deque[tuple[float, int]] = deque(maxlen=21)  # ~5 s of ticks
 
@@ -68,9 +71,13 @@ class ShardHost(Actor):  # type: ignore[misc]
             self.early.append((msg, sender))  # arrived before our settings
         elif isinstance(msg, CommandBatch):
             self.gateways[msg.gateway] = msg.reply_to
-            self._emit(self._core().handle(msg.gateway, msg.requests))
+            self._stage(msg)
         elif isinstance(msg, NoteBatch):
-            self._emit(self._core().notes(msg.notes))
+            self._core().stage_notes(msg.notes)
+            self._schedule_flush()
+        elif isinstance(msg, WakeupMessage) and msg.payload == FLUSH:
+            self.flush_due = False
+            self._emit(self._core().flush())
         elif isinstance(msg, WakeupMessage):
             if self.core is not None and self.settings is not None:
                 self._emit(self.core.tick())
@@ -104,6 +111,17 @@ class ShardHost(Actor):  # type: ignore[misc]
         self.wakeupAfter(timedelta(seconds=settings.tick_s))
         self._emit(self.core.start())
 
+    def _stage(self, batch: CommandBatch) -> None:
+        """Decide now, commit when the window closes: every batch that arrives
+        meanwhile shares one append (one fsync)."""
+        self._core().stage(batch.gateway, batch.requests)
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        if not self.flush_due:
+            self.flush_due = True
+            self.wakeupAfter(COMMIT_WINDOW, payload=FLUSH)
+
     def _core(self) -> ShardCore:
         if self.core is None:
             raise RuntimeError("shard used before its settings arrived")
@@ -117,7 +135,8 @@ class ShardHost(Actor):  # type: ignore[misc]
                 self.send(self.gateways[gw], EventBatch(events))
         for index, notes in out.notes.items():
             if self.core is not None and index == self.core.index:
-                self._emit(self.core.notes(notes))
+                self.core.stage_notes(notes)  # committed with the next window's batch
+                self._schedule_flush()
             elif index < len(self.shards):
                 self.send(self.shards[index], NoteBatch(notes))
 

@@ -23,7 +23,7 @@ from actors.placement import shard_for
 from actors.player import NoteMembership
 from actors.timers import TimerLog, running_timers
 from actors.work import Answer, Work, hunt_work, player_work, query_reply
-from persistence.base import AppendOutcome, AppendRequest, EventStore
+from persistence.base import AppendOutcome, AppendRequest, EventStore, Snapshot
 from persistence.errors import StoreError
 from protocol.errors import ErrorCode
 
@@ -105,6 +105,9 @@ class ShardCore:
         self.entities: dict[tuple[str, str], Entity] = {}
         self.subs: dict[str, set[str]] = defaultdict(set)
         self.stats = Stats()
+        self._works: dict[tuple[str, str], Work] = {}
+        self._out = Output()
+        self._snapshots: list[tuple[Entity, Snapshot]] = []
         self.timers = TimerLog(store)
 
     def start(self) -> Output:
@@ -123,24 +126,47 @@ class ShardCore:
     # ---- entry points ---------------------------------------------------------
 
     def handle(self, gateway: str | None, requests: Iterable[Request]) -> Output:
+        """Decide and commit at once (``stage`` then ``flush``)."""
+        self.stage(gateway, requests)
+        return self.flush()
+
+    def stage(self, gateway: str | None, requests: Iterable[Request]) -> None:
+        """Decide requests on speculative state; nothing is stored or said until ``flush``.
+
+        A host stages every batch that arrives within its commit window, so one
+        append (one fsync) serves them all.
+        """
         now_s = self.clock()
         now = int(now_s * 1000)
-        out = Output()
-        works: dict[tuple[str, str], Work] = {}
         count = 0
         for req in requests:
             count += 1
-            self._one(gateway, req, works, now, now_s, out)
+            self._one(gateway, req, self._works, now, now_s, self._out)
         self.stats.batch(count)
+
+    @property
+    def staged(self) -> bool:
+        return bool(self._works)
+
+    def flush(self) -> Output:
+        """Group-commit everything staged, then release its replies and events."""
+        works, out = self._works, self._out
+        self._works, self._out = {}, Output()
         self._commit(works, out)
+        self._save_snapshots()
         return out
 
     def notes(self, notes: Iterable[Note]) -> Output:
+        self.stage_notes(notes)
+        return self.flush()
+
+    def stage_notes(self, notes: Iterable[Note]) -> None:
+        """Membership changes for this shard's players, committed with the next flush."""
         requests = [
             Request(0, "player", player, NoteMembership(hunt, member, seq))  # type: ignore[arg-type]
             for player, hunt, member, seq in notes
         ]
-        return self.handle(None, requests)
+        self.stage(None, requests)
 
     def tick(self) -> Output:
         """Finishes hunts whose time is up; passivates idle entities."""
@@ -324,14 +350,31 @@ class ShardCore:
                 changes.append((after.hunt_id, None))
         self.timers.record(changes, int(self.clock() * 1000))
 
-    def _maybe_snapshot(self, entity: Entity) -> None:
-        if entity.state is None or entity.version - entity.snapshot_seq < self.snapshot_every:
+    def _maybe_snapshot(self, entity: Entity, *, force: bool = False) -> None:
+        """Queue a snapshot when due; ``_save_snapshots`` writes them together."""
+        due = entity.version - entity.snapshot_seq >= self.snapshot_every
+        if entity.state is None or entity.version == entity.snapshot_seq or not (due or force):
             return
+        self._snapshots.append(
+            (entity, Snapshot(entity.streams[0], entity.version, entity.snapshot()))
+        )
+
+    def snapshot_now(self, entity: Entity) -> None:
+        """Snapshot the entity at once if it has events since its last snapshot."""
+        self._maybe_snapshot(entity, force=True)
+        self._save_snapshots()
+
+    def _save_snapshots(self) -> None:
+        if not self._snapshots:
+            return
+        queued, self._snapshots = self._snapshots, []
         try:
-            self.store.save_snapshot(entity.streams[0], entity.version, entity.snapshot())
-            entity.snapshot_seq = entity.version
+            self.store.save_snapshots([snap for _, snap in queued])
         except StoreError as exc:
-            log.warning("snapshot of %s failed: %s", entity.streams[0], exc)
+            log.warning("%d snapshots failed: %s", len(queued), exc)
+            return
+        for entity, snap in queued:
+            entity.snapshot_seq = max(entity.snapshot_seq, snap.seq)
 
     def _passivate(self, now_s: float) -> None:
         idle = [
@@ -340,11 +383,9 @@ class ShardCore:
             if now_s - e.activity.last_active >= self.passivate_after_s and not _pinned(e)
         ]
         for key in idle:
-            entity = self.entities.pop(key)
-            if entity.version > entity.snapshot_seq:
-                entity.snapshot_seq = entity.version - self.snapshot_every  # force one
-                self._maybe_snapshot(entity)
+            self._maybe_snapshot(self.entities.pop(key), force=True)
             self.stats.passivations += 1
+        self._save_snapshots()
 
 
 def _cmd_id(req: Request) -> str | None:

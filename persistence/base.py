@@ -85,6 +85,11 @@ class EventStore(ABC):
     def save_snapshot(self, stream: str, seq: int, state: bytes) -> None:
         """Keep ``state`` as the stream's state after event ``seq``."""
 
+    def save_snapshots(self, snapshots: Sequence[Snapshot]) -> None:
+        """Keep several snapshots; backends may write them together."""
+        for snap in snapshots:
+            self.save_snapshot(snap.stream, snap.seq, snap.state)
+
     @abstractmethod
     def load_snapshot(self, stream: str) -> Snapshot | None:
         """The newest snapshot of the stream, if any."""

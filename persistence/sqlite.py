@@ -141,14 +141,22 @@ class SqliteEventStore(EventStore):
             last = rows[-1][0]
 
     def save_snapshot(self, stream: str, seq: int, state: bytes) -> None:
+        self.save_snapshots([Snapshot(stream, seq, state)])
+
+    def save_snapshots(self, snapshots: Sequence[Snapshot]) -> None:
+        """All in one transaction: one fsync however many entities were due."""
+        rows = [(s.stream, s.seq, s.state) for s in snapshots]
         with self._lock:
             try:
-                self._db.execute(
-                    "INSERT INTO snapshots VALUES (?,?,?) ON CONFLICT(stream) DO UPDATE"
-                    " SET seq=excluded.seq, state=excluded.state WHERE excluded.seq > seq",
-                    (stream, seq, state),
-                )
+                with self._db:
+                    self._db.execute("BEGIN IMMEDIATE")
+                    self._db.executemany(
+                        "INSERT INTO snapshots VALUES (?,?,?) ON CONFLICT(stream) DO UPDATE"
+                        " SET seq=excluded.seq, state=excluded.state WHERE excluded.seq > seq",
+                        rows,
+                    )
             except sqlite3.Error as exc:
+                self._rollback()
                 raise StoreUnavailable(f"snapshot failed: {exc}") from exc
 
     def load_snapshot(self, stream: str) -> Snapshot | None:
