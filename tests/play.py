@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from websockets.exceptions import ConnectionClosed
 
@@ -25,6 +25,7 @@ CLUE_COUNT = 6
 RESERVED = CLUE_COUNT - 1  # never solved during play, so no hunt finishes by itself
 STATE_CHANGING = {"create_hunt", "join_hunt", "start_hunt", "submit_answer", "check_in"}
 STATE_CHANGING |= {"leave_hunt", "end_hunt"}
+T = TypeVar("T")
 
 
 def clue(i: int) -> dict[str, Any]:
@@ -77,6 +78,8 @@ class Play:
     log: list[Sent] = field(default_factory=list)
     retired: list[GameClient] = field(default_factory=list)  # clients of a dead server
     counter: int = 0
+    late: set[str] = field(default_factory=set)  # members who join once play has begun
+    rejoin: float = 0.0  # chance per turn that a player sends join_hunt again (a re-join)
 
     # ---- commands -----------------------------------------------------------------
 
@@ -100,17 +103,23 @@ class Play:
     # ---- set-up ------------------------------------------------------------------
 
     async def connect(self, names: list[str]) -> None:
-        for name in names:
-            c = await quick_client(self.url, name)
+        connected = await gather_bounded(quick_client(self.url, name) for name in names)
+        for name, c in zip(names, connected, strict=True):
             self.clients[name], self.tokens[name], self.ids[name] = c, c.token, c.player_id
 
     async def setup(
-        self, hunts: int = 2, players_per_hunt: int = 3, shards: int | None = None
+        self,
+        hunts: int = 2,
+        players_per_hunt: int = 3,
+        shards: int | None = None,
+        late_per_hunt: int = 0,
     ) -> None:
         """Organizers create ``hunts`` hunts (on different shards when ``shards`` is
-        given), players join them, the hunts start."""
+        given), players join them, the hunts start. ``late_per_hunt`` more members
+        of each hunt are connected but join only when ``play`` begins."""
         orgs = [f"org{i}" for i in range(hunts)]
-        players = [f"p{i}" for i in range(hunts * players_per_hunt)]
+        size = players_per_hunt + late_per_hunt
+        players = [f"p{i}" for i in range(hunts * size)]
         await self.connect(orgs + players)
         self.organizers = orgs
         for h, org in enumerate(orgs):
@@ -118,9 +127,10 @@ class Play:
             reply = await self.must(org, "create_hunt", cid=cid, name=f"Hunt {h}", clues=CLUES)
             hunt = reply["hunt_id"]
             self.hunts.append(hunt)
-            self.members[hunt] = players[h * players_per_hunt : (h + 1) * players_per_hunt]
-            for p in self.members[hunt]:
-                await self.must(p, "join_hunt", hunt_id=hunt)
+            self.members[hunt] = players[h * size : (h + 1) * size]
+            self.late.update(self.members[hunt][players_per_hunt:])
+            now = self.members[hunt][:players_per_hunt]
+            await gather_bounded(self.must(p, "join_hunt", hunt_id=hunt) for p in now)
             await self.must(org, "start_hunt", hunt_id=hunt)
 
     def _hunt_cid(self, org: str, h: int, shards: int | None) -> str:
@@ -148,7 +158,16 @@ class Play:
 
     async def _player(self, who: str, stop: asyncio.Event, rng: random.Random) -> None:
         hunt = self.hunt_of(who)
+        if who in self.late:  # a member of the record: joins even if play stops at once
+            while not (joined := await self.command(who, "join_hunt", hunt_id=hunt)).ok:
+                if joined.reply is None:
+                    return  # the connection is gone
+                await asyncio.sleep(0)
         while not stop.is_set():
+            if self.rejoin and rng.random() < self.rejoin:
+                if (await self.command(who, "join_hunt", hunt_id=hunt)).reply is None:
+                    return
+                continue
             index = rng.randrange(RESERVED)
             t, fields = solve_fields(index, right=rng.random() < 0.6)
             sent = await self.command(who, t, hunt_id=hunt, **fields)
@@ -176,14 +195,18 @@ class Play:
         """New connections for everyone, by token: the same player each time."""
         old = dict(self.clients)
         self.retired.extend(old.values())
-        for name, c in old.items():
+
+        async def again(name: str, c: GameClient) -> GameClient:
             await c.close()
             fresh = GameClient(self.url, name=name)
             await fresh.connect()
             welcome = await fresh.hello(self.tokens[name])
             assert welcome["t"] == "welcome", f"{name}: {welcome}"
             assert welcome["player_id"] == self.ids[name]
-            self.clients[name] = fresh
+            return fresh
+
+        fresh = await gather_bounded(again(name, c) for name, c in old.items())
+        self.clients.update(zip(old, fresh, strict=True))
 
     async def settle_unknown(self, within_s: float = 30.0) -> None:
         """Resend (same id) every state-changing command whose outcome is unknown
@@ -240,6 +263,17 @@ class Play:
     async def close(self) -> None:
         for c in self.clients.values():
             await c.close()
+
+
+async def gather_bounded(jobs: Iterable[Awaitable[T]], at_once: int = 50) -> list[T]:
+    """Runs ``jobs`` concurrently, at most ``at_once`` at a time; results in order."""
+    gate = asyncio.Semaphore(at_once)
+
+    async def one(job: Awaitable[T]) -> T:
+        async with gate:
+            return await job
+
+    return await asyncio.gather(*(one(job) for job in jobs))
 
 
 def _retry(sent: Sent) -> bool:
