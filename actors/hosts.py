@@ -27,7 +27,6 @@ from actors import admin, thespian_fixes  # noqa: F401  (patches Thespian on imp
 from actors.inspection import inspect_shard, rss_kb
 from actors.messages import (
     CommandBatch,
-    EventBatch,
     Inspect,
     InspectReply,
     NoteBatch,
@@ -128,11 +127,11 @@ class ShardHost(Actor):  # type: ignore[misc]
         return self.core
 
     def _emit(self, out: Output) -> None:
-        for gw, replies in out.replies.items():
-            self.send(self.gateways[gw], ReplyBatch(replies))
-        for gw, events in out.events.items():
+        # One message per gateway per flush: Thespian waits for each message's ack.
+        for gw in out.replies.keys() | out.events.keys():
             if gw in self.gateways:
-                self.send(self.gateways[gw], EventBatch(events))
+                replies, events = out.replies.get(gw, []), out.events.get(gw, [])
+                self.send(self.gateways[gw], ReplyBatch(replies, events))
         for index, notes in out.notes.items():
             if self.core is not None and index == self.core.index:
                 self.core.stage_notes(notes)  # committed with the next window's batch

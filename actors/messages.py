@@ -1,8 +1,8 @@
 """Messages between the gateway, the Director and the ShardHosts (pickled by Thespian).
 
 Every hop is batched: a gateway sends one ``CommandBatch`` per shard per
-event-loop turn; a shard answers with one ``ReplyBatch`` and publishes one
-``EventBatch`` per gateway.
+event-loop turn; a shard answers each gateway with one ``ReplyBatch`` per
+flush, carrying the replies and then the events.
 """
 
 from __future__ import annotations
@@ -40,17 +40,10 @@ class CommandBatch:
 @dataclass(slots=True)
 class ReplyBatch:
     replies: list[tuple[int, dict[str, Any]]]
+    events: list[tuple[str, int, bytes]] = field(default_factory=list)  # after the replies
 
     def __repr__(self) -> str:
-        return f"ReplyBatch({len(self.replies)} replies)"
-
-
-@dataclass(slots=True)
-class EventBatch:
-    events: list[tuple[str, int, bytes]]  # hunt id, seq, encoded event frame
-
-    def __repr__(self) -> str:
-        return f"EventBatch({len(self.events)} events)"
+        return f"ReplyBatch({len(self.replies)} replies, {len(self.events)} events)"
 
 
 @dataclass(slots=True)

@@ -20,7 +20,6 @@ from typing import Any
 
 from actors.messages import (
     CommandBatch,
-    EventBatch,
     RegisterGateway,
     ReplyBatch,
     Request,
@@ -112,6 +111,12 @@ class Bridge:
         for index, requests in outbox.items():
             self._sendq.put((index, requests))
 
+    def _on_batch(self, batch: ReplyBatch) -> None:
+        self._on_replies(batch.replies)
+        if batch.events:  # after the replies' callbacks, which set_result scheduled first
+            assert self.loop is not None
+            self.loop.call_soon(self.on_events, batch.events)
+
     def _on_replies(self, replies: list[tuple[int, dict[str, Any]]]) -> None:
         for req, msg in replies:
             entry = self._pending.get(req)
@@ -166,8 +171,6 @@ class Bridge:
             while self._running:
                 msg = ctx.listen(0.2)
                 if isinstance(msg, ReplyBatch):
-                    self.loop.call_soon_threadsafe(self._on_replies, msg.replies)
-                elif isinstance(msg, EventBatch):
-                    self.loop.call_soon_threadsafe(self.on_events, msg.events)
+                    self.loop.call_soon_threadsafe(self._on_batch, msg)
                 elif isinstance(msg, ShardsChanged):
                     self.loop.call_soon_threadsafe(self._on_shards_changed, msg)
