@@ -96,9 +96,14 @@ class GameClient:
         try:
             await self.send_raw(msgpack.packb({"t": t, "id": cid, **fields}))
         except BaseException:
-            # the socket is gone: nobody will await this future ("never retrieved")
+            # the socket is gone: nobody will await this future ("never retrieved"),
+            # which the reader may already have failed while the send waited
             self._waiting.pop(cid, None)
             self._commands.pop(cid, None)
+            if not fut.done():
+                fut.cancel()
+            elif not fut.cancelled():
+                fut.exception()
             raise
         try:
             return await asyncio.wait_for(fut, self.reply_timeout_s)
