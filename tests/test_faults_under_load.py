@@ -34,10 +34,11 @@ import pytest
 from actors.entity import new_event
 from actors.events import ClueSolved, HuntCreated, PlayerJoined
 from actors.ids import hunt_stream
+from actors.placement import shard_for
 from persistence.base import AppendRequest, EventStore
 from persistence.sqlite import SqliteEventStore
 from protocol.messages import HuntId, PlayerId
-from server.client import GameClient
+from server.client import GameClient, quick_client
 from tests.cassandra_node import CassandraNode, cassandra_node
 from tests.play import Play, Sent, gather_bounded
 from tests.server_harness import ServerProcess, stop_server
@@ -127,7 +128,6 @@ async def recover_and_check(play: Play, srv: ServerProcess, backend: Backend) ->
     resumes from the last seq it saw; then the store is audited against the record."""
     play.url = srv.url
     await play.reconnect()
-    at_reconnect = {h: await seq_of(play, h) for h in play.hunts}
     await play.settle_unknown()
     back = time.monotonic()  # every bot is back and knows the fate of each command
     assert play.violations() == {}
@@ -138,23 +138,6 @@ async def recover_and_check(play: Play, srv: ServerProcess, backend: Backend) ->
         assert got["hunt"]["status"] == "running"
         play.check_view(hunt, got["hunt"])  # scores = the sum of ok'd solves' points
         finals[hunt], views[hunt] = got["seq"], got["hunt"]
-    # the settled commands' events go live to every new connection: let them land
-    # first, so that what a resume replays is told apart from them (a join's reply
-    # stands for the events up to its seq: they are not pushed again)
-    moved = {h for h in play.hunts if finals[h] > at_reconnect[h]}
-    joined: dict[str, int] = {}
-    for s in play.oks(lambda s: s.t == "join_hunt"):
-        joined[s.who] = max(joined.get(s.who, 0), int((s.reply or {})["seq"]))
-    followers = [(n, c, hunt_of(play, n)) for n, c in play.clients.items()]
-    await wait_until(
-        lambda: all(
-            max(c.hunts[h].last or 0, joined.get(n, 0)) == finals[h]
-            for n, c, h in followers
-            if h in moved
-        ),
-        15,
-        "live events of the settled commands",
-    )
     old = {c.name: c for c in play.retired}  # the last connection of each bot before
     replayed = await gather_bounded(
         resume(old[n], c, hunt_of(play, n), finals[hunt_of(play, n)])
@@ -181,11 +164,6 @@ async def recover_and_check(play: Play, srv: ServerProcess, backend: Backend) ->
     return {"audit": result, "resumed": sum(replayed), "back": back}
 
 
-async def seq_of(play: Play, hunt: str) -> int:
-    got = await play.must(play.organizer_of(hunt), "get_hunt", hunt_id=hunt)
-    return int(got["seq"])
-
-
 async def resume(old: GameClient, new: GameClient, hunt: str, final: int) -> int:
     """``new`` resumes after the last seq ``old`` saw: together they saw every
     event from ``old``'s first on, in order, once."""
@@ -194,7 +172,10 @@ async def resume(old: GameClient, new: GameClient, hunt: str, final: int) -> int
     before = len(new.hunts[hunt].events)
     reply = await new.request("resume", hunt_id=hunt, after_seq=last)
     assert reply["t"] == "ok" and reply["seq"] == final, f"{new.name}: {reply}"
+    # live events of the settled commands may come first; the replay is the rest
     got = [e["seq"] for e in new.hunts[hunt].events[before:]]
+    if last + 1 in got:
+        got = got[len(got) - 1 - got[::-1].index(last + 1) :]
     assert got == list(range(last + 1, final + 1)), f"{new.name} resumed {got}"
     first = seen[0] if seen else last + 1
     assert seen + got == list(range(first, final + 1)), f"{new.name}: {seen} + {got}"
@@ -333,3 +314,45 @@ def test_the_audit_finds_lost_and_duplicated_events(tmp_path: Path) -> None:
     finally:
         store.close()
     assert (found.acknowledged, found.events, found.lost, found.duplicated) == (4, 4, 1, 1)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=TimeoutError,
+    reason="membership notes (hunt -> player entity) live only in memory: a shard killed "
+    "after the hunt stored player_joined but before the player's shard committed the "
+    "membership_changed loses it, and the player's later connections never follow the hunt "
+    "(hello restores no subscription for it). Needs a durable outbox for notes, redelivered "
+    "when a shard starts.",
+)
+async def test_a_join_whose_membership_note_dies_with_a_shard_is_still_followed_after_hello(
+    servers: list[ServerProcess], data_dir: Path
+) -> None:
+    sqlite = Backend("sqlite", [], lambda: SqliteEventStore(data_dir / "events.sqlite3"))
+    srv = launch(servers, data_dir, sqlite)
+    play = Play(srv.url)
+    await play.setup(hunts=1, players_per_hunt=1, shards=2)  # the hunt lives on shard 0
+    hunt = play.hunts[0]
+    late = await quick_client(srv.url, "late")
+    while shard_for("player", late.player_id, 2) != 1:  # a player living on shard 1
+        await late.close()
+        late = await quick_client(srv.url, "late")
+    player_shard = max(shard_pids(srv))  # shards are created in index order
+    os.kill(player_shard, signal.SIGSTOP)  # the note from shard 0 cannot be committed
+    joined = await late.request("join_hunt", hunt_id=hunt)
+    assert joined["t"] == "ok" and joined["seq"] == 4
+    os.kill(player_shard, signal.SIGKILL)
+    await wait_recreated(srv, 1)
+    await late.close()
+    again = GameClient(srv.url, name="late")
+    await again.connect()
+    assert (await again.hello(late.token))["t"] == "welcome"
+    await play.must("org0", "end_hunt", hunt_id=hunt)
+    try:
+        assert (await play.clients["org0"].wait_event(hunt, 5))["kind"] == "hunt_finished"
+        await again.wait_event(hunt, 5, within_s=5)  # PROTOCOL.md, hello: live events follow
+    finally:
+        await again.close()
+        await play.close()
+        stop_server(srv)
+    assert srv.pids() == []
