@@ -29,7 +29,6 @@ from actors.messages import (
     CommandBatch,
     Inspect,
     InspectReply,
-    NoteBatch,
     RegisterGateway,
     ReplyBatch,
     ShardDirectory,
@@ -66,14 +65,11 @@ class ShardHost(Actor):  # type: ignore[misc]
         self.samples: deque[tuple[float, int]] = deque(maxlen=21)  # ~5 s of ticks
 
     def receiveMessage(self, msg: Any, sender: Any) -> None:
-        if self.core is None and isinstance(msg, CommandBatch | NoteBatch):
+        if self.core is None and isinstance(msg, CommandBatch):
             self.early.append((msg, sender))  # arrived before our settings
         elif isinstance(msg, CommandBatch):
             self.gateways[msg.gateway] = msg.reply_to
             self._stage(msg)
-        elif isinstance(msg, NoteBatch):
-            self._core().stage_notes(msg.notes)
-            self._schedule_flush()
         elif isinstance(msg, WakeupMessage) and msg.payload == FLUSH:
             self.flush_due = False
             self._emit(self._core().flush())
@@ -132,12 +128,6 @@ class ShardHost(Actor):  # type: ignore[misc]
             if gw in self.gateways:
                 replies, events = out.replies.get(gw, []), out.events.get(gw, [])
                 self.send(self.gateways[gw], ReplyBatch(replies, events))
-        for index, notes in out.notes.items():
-            if self.core is not None and index == self.core.index:
-                self.core.stage_notes(notes)  # committed with the next window's batch
-                self._schedule_flush()
-            elif index < len(self.shards):
-                self.send(self.shards[index], NoteBatch(notes))
 
     def _inspect(self, msg: Inspect) -> InspectReply:
         args = msg.args

@@ -236,7 +236,7 @@ def _leave(state: HuntState, ctx: Ctx) -> Decision:
         return refused
     left = PlayerLeft(ctx.now, ctx.player_id)
     after = evolve(state, left)
-    return Decision((left, *_all_solved(after, ctx.now)), OK)
+    return Decision((left, *_all_solved(after, ctx.now)), Reply(result={"seq": after.seq}))
 
 
 def _start(state: HuntState, ctx: Ctx) -> Decision:

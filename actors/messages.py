@@ -46,13 +46,6 @@ class ReplyBatch:
         return f"ReplyBatch({len(self.replies)} replies, {len(self.events)} events)"
 
 
-@dataclass(slots=True)
-class NoteBatch:
-    """Membership changes a hunt's shard tells a player's shard (at least once)."""
-
-    notes: list[tuple[str, str, bool, int]]  # player, hunt, member, hunt seq
-
-
 @dataclass(frozen=True, slots=True)
 class Subscribe:
     """The gateway wants the hunt's events; the reply carries the hunt's seq."""

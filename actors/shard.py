@@ -20,7 +20,6 @@ from actors.entity import Entity, HuntEntity, load_hunt, load_player
 from actors.hunt_state import HuntState
 from actors.messages import Request, Subscribe, Unsubscribe
 from actors.placement import shard_for
-from actors.player import NoteMembership
 from actors.timers import TimerLog, running_timers
 from actors.work import Answer, Work, hunt_work, player_work, query_reply
 from persistence.base import AppendOutcome, AppendRequest, EventStore, Snapshot
@@ -42,7 +41,6 @@ class Output:
     events: dict[str, list[tuple[str, int, bytes]]] = field(
         default_factory=lambda: defaultdict(list)
     )
-    notes: dict[int, list[Note]] = field(default_factory=lambda: defaultdict(list))
 
     def reply(self, gateway: str | None, req: int, msg: dict[str, Any]) -> None:
         if gateway is not None:
@@ -155,18 +153,6 @@ class ShardCore:
         self._commit(works, out)
         self._save_snapshots()
         return out
-
-    def notes(self, notes: Iterable[Note]) -> Output:
-        self.stage_notes(notes)
-        return self.flush()
-
-    def stage_notes(self, notes: Iterable[Note]) -> None:
-        """Membership changes for this shard's players, committed with the next flush."""
-        requests = [
-            Request(0, "player", player, NoteMembership(hunt, member, seq))  # type: ignore[arg-type]
-            for player, hunt, member, seq in notes
-        ]
-        self.stage(None, requests)
 
     def tick(self) -> Output:
         """Finishes hunts whose time is up; passivates idle entities."""
@@ -334,11 +320,9 @@ class ShardCore:
 
     def _publish(self, hunt_id: str, work: Work, out: Output) -> None:
         gateways = self.subs.get(hunt_id, ())
-        for seq, frame, note in work.published:
+        for seq, frame in work.published:
             for gw in gateways:
                 out.events[gw].append((hunt_id, seq, frame))
-            if note is not None:
-                out.notes[shard_for("player", note[0], self.count)].append(note)
 
     def _record_timers(self, before: object, after: object) -> None:
         changes: list[tuple[str, int | None]] = []

@@ -18,10 +18,6 @@ from actors.entity import (
     read_event,
 )
 from actors.events import (
-    HuntCreated,
-    HuntEvent,
-    PlayerJoined,
-    PlayerLeft,
     Reply,
     ReplyRecorded,
 )
@@ -33,8 +29,6 @@ from persistence.base import EventStore, NewEvent
 from persistence.errors import StoreError
 from protocol.errors import ErrorCode
 from protocol.messages import GetHunt, PlayerId, Resume
-
-Note = tuple[str, str, bool, int]
 
 
 @dataclass
@@ -52,7 +46,7 @@ class Work:
     entity: Entity
     state: Any
     pending: dict[int, list[NewEvent]] = field(default_factory=lambda: {0: [], 1: []})
-    published: list[tuple[int, bytes, Note | None]] = field(default_factory=list)
+    published: list[tuple[int, bytes]] = field(default_factory=list)
     answers: list[Answer] = field(default_factory=list)
     stored: dict[int, bool] = field(default_factory=dict)
 
@@ -62,7 +56,7 @@ class Work:
         e.version += len(self.pending[0])
         if isinstance(e, HuntEntity):
             e.replies_version += len(self.pending[1])
-            e.frames.extend((seq, frame) for seq, frame, _ in self.published)
+            e.frames.extend(self.published)
 
 
 def render(reply: Reply, state: HuntState | None) -> dict[str, Any]:
@@ -93,9 +87,7 @@ def hunt_work(work: Work, gateway: str | None, req: Request, now: int) -> None:
             assert not isinstance(event, ReplyRecorded)
             meta = metadata(cmd.id, req.player, kept if k == len(public) else None)
             work.pending[0].append(new_event(event, meta))
-            work.published.append(
-                (seq + k, event_frame(after.hunt_id, seq + k, event), _note(after, event, seq + k))  # type: ignore[arg-type]
-            )
+            work.published.append((seq + k, event_frame(after.hunt_id, seq + k, event)))  # type: ignore[arg-type]
         for recorded in decision.events:
             if isinstance(recorded, ReplyRecorded):
                 work.pending[1].append(new_event(recorded, {}))
@@ -108,17 +100,6 @@ def hunt_work(work: Work, gateway: str | None, req: Request, now: int) -> None:
         work.answers.append(Answer(gateway, req, {}, None, query=True, view_at=view_at))
         return
     work.answers.append(Answer(gateway, req, render(decision.reply, work.state), stream))
-
-
-def _note(state: HuntState, event: HuntEvent, seq: int) -> Note | None:
-    match event:
-        case HuntCreated():
-            return (state.organizer, state.hunt_id, True, seq)
-        case PlayerJoined(player_id=pid):
-            return (pid, state.hunt_id, True, seq)
-        case PlayerLeft(player_id=pid):
-            return (pid, state.hunt_id, False, seq)
-    return None
 
 
 def player_work(work: Work, gateway: str | None, req: Request, now: int) -> None:

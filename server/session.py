@@ -8,13 +8,14 @@ a reply frame. Protocol errors become ``error`` replies in one place.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
 from actors.ids import hash_secret, hunt_id_for, new_player_id, new_token, split_token
-from actors.player import Authenticate, Register
+from actors.player import Authenticate, NoteMembership, Register
 from protocol import codec
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.messages import (
@@ -148,16 +149,69 @@ class Sessions:
         msg: Reply,
         fresh: Feed | None = None,
     ) -> None:
+        seq = _membership_seq(cmd, msg)
+        if seq is not None:
+            self._follow(conn, hunt, cmd, msg, fresh)
+            # The player's own record of its hunts is written before the client hears ok:
+            # a crash in between means no ok, so the client resends and it is written then.
+            note = NoteMembership(hunt, not isinstance(cmd, LeaveHunt), seq)
+            fut = self.bridge.submit("player", conn.player_id, note, conn.player_id)
+            then = functools.partial(self._noted, conn, hunt, cmd, t, started, msg, fresh)
+            self._await(fut, then)
+            return
+        self._hunt_answered(conn, hunt, cmd, t, started, msg, fresh)
+
+    def _follow(
+        self, conn: Connection, hunt: HuntId, cmd: Any, msg: Reply, fresh: Feed | None
+    ) -> None:
+        """The player's other connections follow the hunts it plays in from the moment
+        the hunt decided (its events may already be on their way); a leaver stops at once.
+        The sending connection itself follows when it gets its reply."""
+        for c in self.by_player.get(conn.player_id, {conn}):
+            if isinstance(cmd, LeaveHunt):
+                self.hub.unsubscribe(c, hunt)
+            elif c is not conn:
+                self.hub.subscribe(c, hunt, msg.get("seq"))
+
+    def _noted(
+        self,
+        conn: Connection,
+        hunt: HuntId,
+        cmd: Any,
+        t: str,
+        started: float,
+        msg: Reply,
+        fresh: Feed | None,
+        noted: Reply,
+    ) -> None:
+        if noted.get("t") != "ok":
+            # The hunt has it, the player's record does not: answer unavailable so the
+            # client resends; the hunt then answers from memory and the note is retried.
+            log.warning(
+                "membership of %s in %s not recorded: %s",
+                conn.player_id,
+                hunt,
+                noted.get("code"),
+                extra={"player_id": conn.player_id, "hunt_id": hunt, "cmd_id": cmd.id},
+            )
+            msg = {"t": "error", "code": ErrorCode.UNAVAILABLE, "message": "try again"}
+        self._hunt_answered(conn, hunt, cmd, t, started, msg, fresh)
+
+    def _hunt_answered(
+        self,
+        conn: Connection,
+        hunt: HuntId,
+        cmd: Any,
+        t: str,
+        started: float,
+        msg: Reply,
+        fresh: Feed | None = None,
+    ) -> None:
         ok = msg.get("t") == "ok"
         if isinstance(cmd, Resume):
             self._resumed(conn, hunt, cmd, msg)
-        elif ok and isinstance(cmd, CreateHunt | JoinHunt | LeaveHunt):
-            # every connection of the player gets the events of the hunts it plays in
-            for c in self.by_player.get(conn.player_id, {conn}):
-                if isinstance(cmd, LeaveHunt):
-                    self.hub.unsubscribe(c, hunt)
-                elif c is not conn or fresh is None:
-                    self.hub.subscribe(c, hunt, msg.get("seq"))
+        elif ok and fresh is None and isinstance(cmd, CreateHunt | JoinHunt):
+            self.hub.subscribe(conn, hunt, msg.get("seq"))
         self._reply(conn, cmd.id, t, started, msg)
         if conn.feeds.get(hunt) is fresh and fresh is not None:
             if not ok:
@@ -266,6 +320,18 @@ class Sessions:
         else:
             self.metrics.outcome(t, msg["code"], elapsed)
             conn.send(codec.encode(Error(cid, msg["code"], msg["message"])))
+
+
+def _membership_seq(cmd: Any, msg: Reply) -> int | None:
+    """The hunt seq that makes a player a member (or not), for an ok'd create/join/leave."""
+    if msg.get("t") != "ok":
+        return None
+    if isinstance(cmd, CreateHunt):
+        return 1
+    if isinstance(cmd, JoinHunt | LeaveHunt):
+        seq = msg.get("seq")
+        return seq if isinstance(seq, int) else None
+    return None
 
 
 def _expire(fut: asyncio.Future[Reply]) -> None:

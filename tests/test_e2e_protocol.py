@@ -468,7 +468,7 @@ async def _play(hunt: str, org: Probe, ana: Probe, ben: Probe, cem: Probe) -> No
     assert (near["correct"], near["points"], near["score"]) == (True, 5, 5)
 
     left = await cem.request("leave_hunt", hunt_id=hunt)
-    assert left == {"t": "ok", "re": left["re"]}
+    assert left == {"t": "ok", "re": left["re"], "seq": 9}  # seq: an extension, its event
     assert (await org.wait_event(hunt, 9))["data"] == {"player_id": cem.player_id}
 
     gate = await ana.request("check_in", hunt_id=hunt, clue=2, lat=52.5163, lon=13.3777)

@@ -316,18 +316,12 @@ def test_the_audit_finds_lost_and_duplicated_events(tmp_path: Path) -> None:
     assert (found.acknowledged, found.events, found.lost, found.duplicated) == (4, 4, 1, 1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TimeoutError,
-    reason="membership notes (hunt -> player entity) live only in memory: a shard killed "
-    "after the hunt stored player_joined but before the player's shard committed the "
-    "membership_changed loses it, and the player's later connections never follow the hunt "
-    "(hello restores no subscription for it). Needs a durable outbox for notes, redelivered "
-    "when a shard starts.",
-)
-async def test_a_join_whose_membership_note_dies_with_a_shard_is_still_followed_after_hello(
+async def test_a_join_whose_player_shard_dies_is_answered_and_followed_after_hello(
     servers: list[ServerProcess], data_dir: Path
 ) -> None:
+    """The player's record of its hunts is written before the join's ok: the player's
+    shard is stopped with the join in flight, dies, and is recreated; the gateway resends
+    the membership note, the join is answered ok, and a new connection follows the hunt."""
     sqlite = Backend("sqlite", [], lambda: SqliteEventStore(data_dir / "events.sqlite3"))
     srv = launch(servers, data_dir, sqlite)
     play = Play(srv.url)
@@ -338,18 +332,22 @@ async def test_a_join_whose_membership_note_dies_with_a_shard_is_still_followed_
         await late.close()
         late = await quick_client(srv.url, "late")
     player_shard = max(shard_pids(srv))  # shards are created in index order
-    os.kill(player_shard, signal.SIGSTOP)  # the note from shard 0 cannot be committed
-    joined = await late.request("join_hunt", hunt_id=hunt)
-    assert joined["t"] == "ok" and joined["seq"] == 4
+    os.kill(player_shard, signal.SIGSTOP)  # its membership note cannot be committed
+    joining = asyncio.ensure_future(late.request("join_hunt", hunt_id=hunt))
+    org = play.clients["org0"]
+    await org.wait_event(hunt, 4)  # the hunt stored player_joined; the note is in flight
+    assert not joining.done()  # no ok before the player's own record is written
     os.kill(player_shard, signal.SIGKILL)
     await wait_recreated(srv, 1)
+    joined = await joining
+    assert joined["t"] == "ok" and joined["seq"] == 4
     await late.close()
     again = GameClient(srv.url, name="late")
     await again.connect()
     assert (await again.hello(late.token))["t"] == "welcome"
     await play.must("org0", "end_hunt", hunt_id=hunt)
     try:
-        assert (await play.clients["org0"].wait_event(hunt, 5))["kind"] == "hunt_finished"
+        assert (await org.wait_event(hunt, 5))["kind"] == "hunt_finished"
         await again.wait_event(hunt, 5, within_s=5)  # PROTOCOL.md, hello: live events follow
     finally:
         await again.close()

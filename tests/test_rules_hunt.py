@@ -413,7 +413,7 @@ def test_leave_makes_the_member_inactive(phase: str) -> None:
     g = PHASES[phase]()
     seq = g.s.seq
     d = g.leave(P1)
-    assert d.reply == Reply()
+    assert d.reply == Reply(result={"seq": seq + 1})
     assert d.events == (PlayerLeft(g.now, P1),)
     assert g.s.member(P1) is None
     assert [m.player_id for m in g.s.active_members()] == [P2]
@@ -869,8 +869,9 @@ def test_all_solved_is_checked_again_after_a_leave() -> None:
     g.solve(P1, 0)
     g.solve(P3, 0)
     assert g.s.phase is Phase.RUNNING
+    seq = g.s.seq
     d = g.leave(P2)
-    assert d.reply == Reply()
+    assert d.reply == Reply(result={"seq": seq + 1})
     left, fin = d.events
     assert left == PlayerLeft(g.now, P2)
     assert isinstance(fin, HuntFinished)
