@@ -7,6 +7,7 @@ queries. A ShardHost wraps a ``ShardCore`` and moves its batches in and out.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -41,6 +42,7 @@ from persistence.factory import open_store
 
 log = logging.getLogger("treasure.actors")
 COMMIT_WINDOW = timedelta(milliseconds=2)
+GC_GEN0_THRESHOLD = 50_000
 FLUSH = "flush"
 
 
@@ -105,6 +107,8 @@ class ShardHost(Actor):  # type: ignore[misc]
         )
         self.wakeupAfter(timedelta(seconds=settings.tick_s))
         self._emit(self.core.start())
+        gc.freeze()  # fewer, cheaper collections: entities are long-lived objects
+        gc.set_threshold(GC_GEN0_THRESHOLD, 20, 20)
 
     def _stage(self, batch: CommandBatch) -> None:
         """Decide now, commit when the window closes: every batch that arrives
