@@ -1,0 +1,145 @@
+"""A bystander's latency while abusive clients hit the server (issue 7, part 4).
+
+    python benchmarks/abuse_bench.py [--pings 300]
+
+Starts a fresh server, measures a bystander's ping round trip alone ("normal"),
+then again while another process runs each abuse: a flood of 5,000 connects,
+a client that never reads, 2,000 half-open TCP connections, a registration
+flood, and answer brute-forcing (rate limited). Prints p50/p99 per scenario and
+the ratio of p99 to normal (goal: within 2x).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import msgpack
+from websockets.asyncio.client import connect
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from server.client import GameClient, quick_client  # noqa: E402
+from tests.server_harness import ServerProcess, stop_server  # noqa: E402
+
+BIG_CLUES = [{"text": "x" * 500, "answer": "a", "points": 1} for _ in range(100)]
+
+
+async def flood(url: str, port: int, hunt: str) -> None:
+    conns = await asyncio.gather(
+        *(connect(url, compression=None, open_timeout=60) for _ in range(5000)),
+        return_exceptions=True,
+    )
+    await asyncio.gather(*(c.close() for c in conns if not isinstance(c, BaseException)))
+
+
+async def never_reads(url: str, port: int, hunt: str) -> None:
+    async with connect(url, max_queue=1, compression=None) as ws:
+        await ws.send(msgpack.packb({"t": "hello", "id": "h", "protocol": 1, "name": "lazy"}))
+        for i in range(1500):
+            await ws.send(msgpack.packb({"t": "get_hunt", "id": f"g{i}", "hunt_id": hunt}))
+        await asyncio.sleep(3)
+
+
+async def half_open(url: str, port: int, hunt: str) -> None:
+    socks = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2000)]
+    await asyncio.sleep(3)
+    for _, w in socks:
+        w.close()
+
+
+async def registrations(url: str, port: int, hunt: str) -> None:
+    for i in range(500):
+        c = GameClient(url, name=f"r{i}")
+        await c.connect()
+        await c.hello()
+        await c.close()
+
+
+async def brute_force(url: str, port: int, hunt: str) -> None:
+    thieves = [await quick_client(url, f"t{i}") for i in range(20)]
+    for t in thieves:
+        await t.request("join_hunt", hunt_id=hunt)
+
+    async def guess(t: GameClient) -> None:
+        for i in range(200):
+            await t.request("submit_answer", hunt_id=hunt, clue=0, answer=f"g{i}")
+
+    await asyncio.gather(*(guess(t) for t in thieves))
+    for t in thieves:
+        await t.close()
+
+
+ABUSES: dict[str, Callable[[str, int, str], Awaitable[None]]] = {
+    "5,000 connects at once": flood,
+    "a client that never reads": never_reads,
+    "2,000 half-open connections": half_open,
+    "registration flood (500)": registrations,
+    "answer brute force (20 x 200)": brute_force,
+}
+
+
+def _abuse(name: str, url: str, port: int, hunt: str) -> None:
+    asyncio.run(ABUSES[name](url, port, hunt))
+
+
+async def pings(
+    client: GameClient, n: int, while_alive: multiprocessing.Process | None
+) -> list[float]:
+    out: list[float] = []
+    while len(out) < n or (while_alive is not None and while_alive.is_alive()):
+        started = time.perf_counter()
+        await client.request("ping")
+        out.append((time.perf_counter() - started) * 1000)
+        await asyncio.sleep(0.005)
+    return out
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pings", type=int, default=300)
+    args = ap.parse_args()
+    server = ServerProcess(Path(tempfile.mkdtemp(prefix="abuse-")) / "data").start()
+    try:
+        org = await quick_client(server.url, "org")
+        hunt = (await org.request("create_hunt", name="big", clues=BIG_CLUES))["hunt_id"]
+        await org.request("start_hunt", hunt_id=hunt)
+        bystander = await quick_client(server.url, "bystander")
+        normal = await pings(bystander, args.pings, None)
+        base = pct(normal, 0.99)
+        print(f"{'scenario':34} {'pings':>6} {'p50 ms':>8} {'p99 ms':>8} {'p99/normal':>11}")
+        print(
+            f"{'normal':34} {len(normal):6} {statistics.median(normal):8.2f} {base:8.2f} {1:11.2f}"
+        )
+        ctx = multiprocessing.get_context("spawn")
+        for name in ABUSES:
+            proc = ctx.Process(target=_abuse, args=(name, server.url, server.port, hunt))
+            proc.start()
+            during = await pings(bystander, args.pings, proc)
+            proc.join()
+            p99 = pct(during, 0.99)
+            row = f"{name:34} {len(during):6} {statistics.median(during):8.2f} {p99:8.2f}"
+            print(f"{row} {p99 / base:11.2f}")
+        assert bystander.violations == [], bystander.violations
+        await bystander.close()
+        await org.close()
+    finally:
+        stop_server(server)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(asyncio.run(main()))
