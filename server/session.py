@@ -12,6 +12,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from actors.ids import hash_secret, hunt_id_for, new_player_id, new_token, split_token
@@ -46,6 +47,18 @@ RESTORED_HOLD_S = 2.0
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """A hunt command on its way: who sent it, and the feed it opened, if any."""
+
+    conn: Connection
+    hunt: HuntId
+    cmd: Any
+    t: str
+    started: float
+    fresh: Feed | None
 
 
 class Sessions:
@@ -136,83 +149,57 @@ class Sessions:
             self.hub.hold(fresh)
         if isinstance(cmd, Resume) and feed is not None:
             self.hub.hold(feed)
+        sent = Sent(conn, hunt, cmd, t, started, fresh)
         fut = self.bridge.submit("hunt", hunt, cmd, conn.player_id, conn.name)
-        self._await(fut, lambda msg: self._hunt_done(conn, hunt, cmd, t, started, msg, fresh))
+        self._await(fut, functools.partial(self._hunt_done, sent))
 
-    def _hunt_done(
-        self,
-        conn: Connection,
-        hunt: HuntId,
-        cmd: Any,
-        t: str,
-        started: float,
-        msg: Reply,
-        fresh: Feed | None = None,
-    ) -> None:
-        seq = _membership_seq(cmd, msg)
-        if seq is not None:
-            self._follow(conn, hunt, cmd, msg, fresh)
-            # The player's own record of its hunts is written before the client hears ok:
-            # a crash in between means no ok, so the client resends and it is written then.
-            note = NoteMembership(hunt, not isinstance(cmd, LeaveHunt), seq)
-            fut = self.bridge.submit("player", conn.player_id, note, conn.player_id)
-            then = functools.partial(self._noted, conn, hunt, cmd, t, started, msg, fresh)
-            self._await(fut, then)
+    def _hunt_done(self, sent: Sent, msg: Reply) -> None:
+        seq = _membership_seq(sent.cmd, msg)
+        if seq is None:
+            self._hunt_answered(sent, msg)
             return
-        self._hunt_answered(conn, hunt, cmd, t, started, msg, fresh)
+        self._follow(sent, msg)
+        # The player's own record of its hunts is written before the client hears ok:
+        # a crash in between means no ok, so the client resends and it is written then.
+        player = sent.conn.player_id
+        note = NoteMembership(sent.hunt, not isinstance(sent.cmd, LeaveHunt), seq)
+        fut = self.bridge.submit("player", player, note, player)
+        self._await(fut, functools.partial(self._noted, sent, msg))
 
-    def _follow(
-        self, conn: Connection, hunt: HuntId, cmd: Any, msg: Reply, fresh: Feed | None
-    ) -> None:
+    def _follow(self, sent: Sent, msg: Reply) -> None:
         """The player's other connections follow the hunts it plays in from the moment
         the hunt decided (its events may already be on their way); a leaver stops at once.
         The sending connection itself follows when it gets its reply."""
+        conn, hunt = sent.conn, sent.hunt
         for c in self.by_player.get(conn.player_id, {conn}):
-            if isinstance(cmd, LeaveHunt):
+            if isinstance(sent.cmd, LeaveHunt):
                 self.hub.unsubscribe(c, hunt)
             elif c is not conn:
                 self.hub.subscribe(c, hunt, msg.get("seq"))
 
-    def _noted(
-        self,
-        conn: Connection,
-        hunt: HuntId,
-        cmd: Any,
-        t: str,
-        started: float,
-        msg: Reply,
-        fresh: Feed | None,
-        noted: Reply,
-    ) -> None:
+    def _noted(self, sent: Sent, msg: Reply, noted: Reply) -> None:
         if noted.get("t") != "ok":
             # The hunt has it, the player's record does not: answer unavailable so the
             # client resends; the hunt then answers from memory and the note is retried.
+            player = sent.conn.player_id
             log.warning(
                 "membership of %s in %s not recorded: %s",
-                conn.player_id,
-                hunt,
+                player,
+                sent.hunt,
                 noted.get("code"),
-                extra={"player_id": conn.player_id, "hunt_id": hunt, "cmd_id": cmd.id},
+                extra={"player_id": player, "hunt_id": sent.hunt, "cmd_id": sent.cmd.id},
             )
             msg = {"t": "error", "code": ErrorCode.UNAVAILABLE, "message": "try again"}
-        self._hunt_answered(conn, hunt, cmd, t, started, msg, fresh)
+        self._hunt_answered(sent, msg)
 
-    def _hunt_answered(
-        self,
-        conn: Connection,
-        hunt: HuntId,
-        cmd: Any,
-        t: str,
-        started: float,
-        msg: Reply,
-        fresh: Feed | None = None,
-    ) -> None:
+    def _hunt_answered(self, sent: Sent, msg: Reply) -> None:
+        conn, hunt, cmd, fresh = sent.conn, sent.hunt, sent.cmd, sent.fresh
         ok = msg.get("t") == "ok"
         if isinstance(cmd, Resume):
             self._resumed(conn, hunt, cmd, msg)
         elif ok and fresh is None and isinstance(cmd, CreateHunt | JoinHunt):
             self.hub.subscribe(conn, hunt, msg.get("seq"))
-        self._reply(conn, cmd.id, t, started, msg)
+        self._reply(conn, cmd.id, sent.t, sent.started, msg)
         if conn.feeds.get(hunt) is fresh and fresh is not None:
             if not ok:
                 self.hub.unsubscribe(conn, hunt)
