@@ -54,6 +54,7 @@ class Connection:
         self._out: deque[bytes] = deque()
         self._writer: asyncio.Task[None] | None = None
         self.feeds: dict[str, Any] = {}
+        self.restored: set[str] = set()  # hunts restored at hello, held until resumed
 
     @property
     def remote(self) -> str:

@@ -42,7 +42,7 @@ from server.metrics import Metrics
 
 log = logging.getLogger("treasure.session")
 Reply = dict[str, Any]
-RESTORED_HOLD_S = 2.0
+RESTORED_HOLD_S = 10.0  # only a client that neither resumes nor plays waits this long
 
 
 def now_ms() -> int:
@@ -148,6 +148,7 @@ class Sessions:
             fresh = self.hub.subscribe(conn, hunt, None)
             self.hub.hold(fresh)
         if isinstance(cmd, Resume) and feed is not None:
+            conn.restored.discard(hunt)  # from now on its resume releases it, in order
             self.hub.hold(feed)
         sent = Sent(conn, hunt, cmd, t, started, fresh)
         fut = self.bridge.submit("hunt", hunt, cmd, conn.player_id, conn.name)
@@ -198,7 +199,10 @@ class Sessions:
         if isinstance(cmd, Resume):
             self._resumed(conn, hunt, cmd, msg)
         elif ok and fresh is None and isinstance(cmd, CreateHunt | JoinHunt):
-            self.hub.subscribe(conn, hunt, msg.get("seq"))
+            feed = self.hub.subscribe(conn, hunt, msg.get("seq"))
+            if isinstance(cmd, JoinHunt) and hunt in conn.restored:
+                conn.restored.discard(hunt)  # the join's seq is a baseline, as a resume's is
+                self.hub.release(conn, hunt, feed, [], msg["seq"])
         self._reply(conn, cmd.id, sent.t, sent.started, msg)
         if conn.feeds.get(hunt) is fresh and fresh is not None:
             if not ok:
@@ -207,6 +211,14 @@ class Sessions:
                 self.hub.release(conn, hunt, fresh, [], msg["seq"])
             else:
                 self.hub.unhold(conn, hunt, fresh)
+
+    def _release_restored(self, conn: Connection) -> None:
+        """Deliver what restored feeds held: the client is not resuming them."""
+        for hunt in list(conn.restored):
+            feed = conn.feeds.get(hunt)
+            if feed is not None:
+                self.hub.unhold(conn, hunt, feed)
+        conn.restored.clear()
 
     def _resumed(self, conn: Connection, hunt: HuntId, cmd: Resume, msg: Reply) -> None:
         frames = msg.pop("_frames", [])
@@ -267,7 +279,8 @@ class Sessions:
         for hunt in msg.get("hunts", []):
             feed = self.hub.subscribe(conn, hunt, None)
             self.hub.hold(feed)  # until the client resumes it, so replay comes before live
-            loop.call_later(RESTORED_HOLD_S, self.hub.unhold, conn, hunt, feed)
+            conn.restored.add(hunt)
+            loop.call_later(RESTORED_HOLD_S, self._release_restored, conn)
         welcome = Welcome(cmd.id, player, msg["name"], token, now_ms())
         self.metrics.outcome("hello", "ok", time.perf_counter() - started)
         conn.send(codec.encode(welcome))
