@@ -59,7 +59,6 @@ class ShardHost(Actor):  # type: ignore[misc]
         _ignore_group_signals()
         self.core: ShardCore | None = None
         self.settings: ShardSettings | None = None
-        self.shards: list[Any] = []
         self.gateways: dict[str, Any] = {}
         self.early: list[tuple[Any, Any]] = []
         self.flush_due = False
@@ -86,8 +85,6 @@ class ShardHost(Actor):  # type: ignore[misc]
             for early, early_sender in self.early:
                 self.receiveMessage(early, early_sender)
             self.early.clear()
-        elif isinstance(msg, ShardDirectory):
-            self.shards = msg.shards
         elif isinstance(msg, RegisterGateway):
             self.gateways[msg.gateway] = msg.address
         elif isinstance(msg, Inspect):
@@ -225,9 +222,6 @@ class Director(Actor):  # type: ignore[misc]
                 return
 
     def _announce(self, replaced: list[int]) -> None:
-        directory = ShardDirectory(list(self.shards))
-        for shard in self.shards:
-            self.send(shard, directory)
         for address in self.gateways.values():
             self.send(address, ShardsChanged(list(self.shards), replaced))
 

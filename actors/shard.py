@@ -142,10 +142,6 @@ class ShardCore:
             self._one(gateway, req, self._works, now, now_s, self._out)
         self.stats.batch(count)
 
-    @property
-    def staged(self) -> bool:
-        return bool(self._works)
-
     def flush(self) -> Output:
         """Group-commit everything staged, then release its replies and events."""
         works, out = self._works, self._out

@@ -22,7 +22,7 @@ from protocol.messages import Error
 from server.actorsys import Runtime
 from server.bridge import Bridge
 from server.config import Settings
-from server.connection import CLOSE_GOING_AWAY, Connection, ConnState, TokenBucket
+from server.connection import Connection, ConnState, TokenBucket
 from server.feeds import Hub
 from server.guard import Guard
 from server.metrics import Metrics
@@ -176,7 +176,3 @@ class Gateway:
                 log.warning("some connections had not closed after %.0fs", CLOSE_WAIT_S)
         await asyncio.to_thread(self.bridge.stop)
         log.info("gateway stopped; %d connections were open", len(self.connections))
-
-    def close_all(self, code: int = CLOSE_GOING_AWAY) -> None:
-        for conn in list(self.connections):
-            conn.close(code, "server shutting down")

@@ -27,5 +27,17 @@ async def client(server: ServerProcess) -> AsyncIterator[GameClient]:
 
 
 @pytest.fixture
+def servers() -> Iterator[list[ServerProcess]]:
+    """Servers a test starts; whatever is still running at the end is killed."""
+    started: list[ServerProcess] = []
+    yield started
+    for srv in started:
+        srv.kill_all()
+        srv.close_pipe()
+    for srv in started:
+        assert srv.wait_gone() == [], "server processes left behind"
+
+
+@pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "data"

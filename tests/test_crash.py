@@ -13,7 +13,7 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -30,18 +30,6 @@ from tests.play import RESERVED, STATE_CHANGING, Play, comparable, solve_fields
 from tests.server_harness import ServerProcess, stop_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
-
-
-@pytest.fixture
-def servers() -> Iterator[list[ServerProcess]]:
-    """Servers a test starts; whatever is still running at the end is killed."""
-    started: list[ServerProcess] = []
-    yield started
-    for srv in started:
-        srv.kill_all()
-        srv.close_pipe()
-    for srv in started:
-        assert srv.wait_gone() == [], "server processes left behind"
 
 
 @contextlib.asynccontextmanager

@@ -24,7 +24,7 @@ import signal
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,18 +75,6 @@ def backend(request: pytest.FixtureRequest, data_dir: Path) -> Backend:
     return Backend(
         "cassandra", args, lambda: CassandraEventStore([node.host], keyspace, replication)
     )
-
-
-@pytest.fixture
-def servers() -> Iterator[list[ServerProcess]]:
-    """Servers a test starts; whatever is still running at the end is killed."""
-    started: list[ServerProcess] = []
-    yield started
-    for srv in started:
-        srv.kill_all()
-        srv.close_pipe()
-    for srv in started:
-        assert srv.wait_gone() == [], "server processes left behind"
 
 
 def launch(servers: list[ServerProcess], data_dir: Path, backend: Backend) -> ServerProcess:
