@@ -2,13 +2,21 @@
 
 WAL mode with ``synchronous=FULL`` by default: an "ok" survives a power cut,
 not only a process crash. Group commit (one transaction per shard batch) is
-what keeps that affordable. Several processes may open the same file; SQLite
-lets one write at a time and the busy timeout makes the others wait their turn.
+what keeps that affordable.
+
+Several processes (the shards) write the same file. SQLite lets one write at a
+time, but a writer that finds the file locked sleeps in its busy handler in
+steps that grow to 100 ms, and two busy writers measured stalls of 1.6-3 s on
+a 1 ms transaction. So writers first take an advisory lock on ``<file>.lock``
+(``flock``: the kernel frees it when a process dies, even by SIGKILL) and
+take turns there, polled every 0.2 ms; SQLite's own lock is then free when
+they ask for it. The busy timeout still bounds the wait for either lock.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 import time
@@ -45,6 +53,47 @@ CREATE TABLE IF NOT EXISTS snapshots (
 """
 
 READ_PAGE = 500
+LOCK_POLL_S = 0.0002
+CHECK_CHUNK = 400  # (stream, seq) pairs per query, well under SQLite's 32,766 variables
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: SQLite's busy handler alone
+    fcntl = None  # type: ignore[assignment]
+
+
+class WriterLock:
+    """Cross-process turn-taking for the writers of one SQLite file (see the module doc)."""
+
+    def __init__(self, path: Path, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self._fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600) if fcntl else -1
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        if self._fd < 0:
+            yield
+            return
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise StoreUnavailable(
+                        f"another writer held the store for over {self.timeout_s:g} s"
+                    ) from None
+                time.sleep(LOCK_POLL_S)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 class SqliteEventStore(EventStore):
@@ -54,6 +103,7 @@ class SqliteEventStore(EventStore):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self._writer = WriterLock(self.path, busy_timeout_s)
         try:
             self._db = sqlite3.connect(
                 self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
@@ -79,7 +129,7 @@ class SqliteEventStore(EventStore):
                 delay = min(delay * 2, 0.2)
 
     def append_many(self, requests: Sequence[AppendRequest]) -> list[AppendOutcome]:
-        with self._lock:
+        with self._lock, self._writer.held():
             try:
                 return self._append_all(requests)
             except sqlite3.Error as exc:
@@ -89,18 +139,55 @@ class SqliteEventStore(EventStore):
     def _append_all(self, requests: Sequence[AppendRequest]) -> list[AppendOutcome]:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
-        outcomes: list[AppendOutcome] = []
-        for req in requests:
-            db.execute("SAVEPOINT one")
-            try:
-                outcomes.append(self._append_one(req))
-                db.execute("RELEASE one")
-            except StoreError as exc:
-                db.execute("ROLLBACK TO one")
-                db.execute("RELEASE one")
-                outcomes.append(exc)
+        outcomes = self._append_as_expected(requests)
+        if outcomes is None:  # some request was stale: redo them one by one
+            db.execute("ROLLBACK")
+            db.execute("BEGIN IMMEDIATE")
+            outcomes = [self._append_alone(req) for req in requests]
         db.execute("COMMIT")
         return outcomes
+
+    def _append_as_expected(self, requests: Sequence[AppendRequest]) -> list[AppendOutcome] | None:
+        """The usual case (one writer per stream, so versions are as expected) in two
+        statements: insert every row, then check each stream had its expected version.
+        None when that is not so; the caller rolls back."""
+        streams = {req.stream for req in requests}
+        if len(streams) < len(requests) or any(not req.events for req in requests):
+            return None
+        rows = [
+            _row(req.stream, req.expected_version + i, ev)
+            for req in requests
+            for i, ev in enumerate(req.events, 1)
+        ]
+        try:
+            self._db.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?)", rows)
+        except sqlite3.IntegrityError:  # a stream was already past its expected version
+            return None
+        # ...or short of it, which the insert leaves as a gap: its last event must exist.
+        before = [(r.stream, r.expected_version) for r in requests if r.expected_version]
+        for i in range(0, len(before), CHECK_CHUNK):
+            chunk = before[i : i + CHECK_CHUNK]
+            values = ",".join("(?,?)" for _ in chunk)
+            (found,) = self._db.execute(
+                f"WITH last(stream, seq) AS (VALUES {values})"
+                " SELECT COUNT(*) FROM last JOIN events USING (stream, seq)",
+                [x for pair in chunk for x in pair],
+            ).fetchone()
+            if found != len(chunk):
+                return None
+        return [req.expected_version + len(req.events) for req in requests]
+
+    def _append_alone(self, req: AppendRequest) -> AppendOutcome:
+        db = self._db
+        db.execute("SAVEPOINT one")
+        try:
+            outcome: AppendOutcome = self._append_one(req)
+            db.execute("RELEASE one")
+        except StoreError as exc:
+            db.execute("ROLLBACK TO one")
+            db.execute("RELEASE one")
+            outcome = exc
+        return outcome
 
     def _append_one(self, req: AppendRequest) -> int:
         current = self._version(req.stream)
@@ -146,7 +233,7 @@ class SqliteEventStore(EventStore):
     def save_snapshots(self, snapshots: Sequence[Snapshot]) -> None:
         """All in one transaction: one fsync however many entities were due."""
         rows = [(s.stream, s.seq, s.state) for s in snapshots]
-        with self._lock:
+        with self._lock, self._writer.held():
             try:
                 with self._db:
                     self._db.execute("BEGIN IMMEDIATE")
@@ -172,6 +259,7 @@ class SqliteEventStore(EventStore):
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            self._writer.close()
 
 
 def _row(stream: str, seq: int, ev: NewEvent) -> tuple[object, ...]:

@@ -1,8 +1,12 @@
 """The bridge between the asyncio gateway and the Thespian shards.
 
-Two threads, each with its own private actor-system context (contexts are not
-safe to share): one sends, one listens. The loop collects requests for one
-turn and hands the sender one batch per shard; replies and events come back
+One sender thread per shard and one listener, each with its own private
+actor-system context (contexts are not safe to share). A Thespian ``tell``
+returns only once the shard has acknowledged the message, which it does
+between two of its messages, so a shard busy committing would hold up the
+requests to every other shard if one thread sent to all. The loop collects
+requests for one turn and hands each shard's sender one batch; what queues
+up while a send waits goes in the next one. Replies and events come back
 through ``call_soon_threadsafe``. When a shard is recreated, the requests in
 flight to it are sent again with the same ids (entities make that safe).
 """
@@ -43,7 +47,9 @@ class Bridge:
         self._pending: dict[int, tuple[asyncio.Future[dict[str, Any]], int, Request]] = {}
         self._outbox: dict[int, list[Request]] = defaultdict(list)
         self._flush_scheduled = False
-        self._sendq: queue.SimpleQueue[tuple[int, list[Request]] | None] = queue.SimpleQueue()
+        self._sendqs: list[queue.SimpleQueue[list[Request] | None]] = [
+            queue.SimpleQueue() for _ in self.shards
+        ]
         self._running = False
         self._threads: list[threading.Thread] = []
         self._address: Any = None
@@ -62,13 +68,18 @@ class Bridge:
         listener = threading.Thread(target=self._listen, args=(ready,), name="bridge-listen")
         listener.start()
         ready.wait(30)
-        sender = threading.Thread(target=self._send, name="bridge-send")
-        sender.start()
-        self._threads = [listener, sender]
+        senders = [
+            threading.Thread(target=self._send, args=(i,), name=f"bridge-send-{i}")
+            for i in range(self.count)
+        ]
+        for t in senders:
+            t.start()
+        self._threads = [listener, *senders]
 
     def stop(self) -> None:
         self._running = False
-        self._sendq.put(None)
+        for q in self._sendqs:
+            q.put(None)
         for t in self._threads:
             t.join(10)
 
@@ -109,7 +120,7 @@ class Bridge:
         self._flush_scheduled = False
         outbox, self._outbox = self._outbox, defaultdict(list)
         for index, requests in outbox.items():
-            self._sendq.put((index, requests))
+            self._sendqs[index].put(requests)
 
     def _on_batch(self, batch: ReplyBatch) -> None:
         self._on_replies(batch.replies)
@@ -133,25 +144,23 @@ class Bridge:
 
     # ---- threads ----------------------------------------------------------------
 
-    def _send(self) -> None:
+    def _send(self, index: int) -> None:
+        sendq = self._sendqs[index]
         with self.asys.private() as ctx:
             while True:
-                item = self._sendq.get()
-                if item is None:
+                requests = sendq.get()
+                if requests is None:
                     return
-                merged: dict[int, list[Request]] = defaultdict(list)
-                merged[item[0]].extend(item[1])
                 while True:  # coalesce whatever queued up while the last send waited
                     try:
-                        more = self._sendq.get_nowait()
+                        more = sendq.get_nowait()
                     except queue.Empty:
                         break
                     if more is None:
-                        self._sendq.put(None)
+                        sendq.put(None)
                         break
-                    merged[more[0]].extend(more[1])
-                for index, requests in merged.items():
-                    self._tell(ctx, index, requests)
+                    requests = requests + more
+                self._tell(ctx, index, requests)
 
     def _tell(self, ctx: Any, index: int, requests: list[Request]) -> None:
         try:

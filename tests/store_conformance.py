@@ -122,6 +122,23 @@ class StoreConformance(ABC):
         assert [e.data["n"] for e in store.read("b")] == [1]
         assert [e.seq for e in store.read("c")] == [1]
 
+    def test_append_many_refuses_an_expected_version_past_the_stream(
+        self, store: EventStore
+    ) -> None:
+        store.append_many([AppendRequest(s, 0, [ev(1)]) for s in "abc"])
+        outcomes = store.append_many(
+            [
+                AppendRequest("a", 1, [ev(2)]),
+                AppendRequest("b", 3, [ev(2)]),  # would leave a gap at 2 and 3
+                AppendRequest("c", 1, [ev(2)]),
+                AppendRequest("c", 2, [ev(3)]),  # a second request for c, after the first
+            ]
+        )
+        assert outcomes[0] == 2 and outcomes[2] == 2 and outcomes[3] == 3
+        assert isinstance(outcomes[1], ConcurrencyError)
+        assert [e.seq for e in store.read("b")] == [1]
+        assert [e.data["n"] for e in store.read("c")] == [1, 2, 3]
+
     def test_unicode_and_binary_payloads(self, store: EventStore) -> None:
         data = {"name": "Schatzsuche 🗺️ ẞ ﬁ", "blob": b"\x00\xff\x10", "big": 2**62}
         store.append("hunt-ü", 0, [NewEvent("t", 1, data, 1, {"note": "日本"})])

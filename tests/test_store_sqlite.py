@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import fcntl
 import multiprocessing
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -8,7 +10,7 @@ from typing import Any
 import pytest
 
 from persistence import EventStore, StoreUnavailable
-from persistence.base import NewEvent
+from persistence.base import AppendRequest, NewEvent
 from persistence.factory import StoreConfig, open_store
 from persistence.sqlite import SqliteEventStore
 from tests.store_conformance import StoreConformance
@@ -78,3 +80,41 @@ def test_processes_opening_one_new_file_at_once_all_succeed(tmp_path: Path) -> N
             p.join(30)
         failures += [r for r in (results.get(timeout=5) for _ in procs) if r != "ok"]
     assert failures == []
+
+
+def test_writers_take_turns_on_the_lock_file_and_time_out_as_unavailable(tmp_path: Path) -> None:
+    # A writer of another process holding the turn (its flock on <file>.lock) keeps us out
+    # for no longer than the busy timeout; once it lets go we write again.
+    store = SqliteEventStore(tmp_path / "e.db", busy_timeout_s=0.05)
+    other = os.open(tmp_path / "e.db.lock", os.O_RDWR)
+    fcntl.flock(other, fcntl.LOCK_EX)
+    with pytest.raises(StoreUnavailable, match="another writer"):
+        store.append("s", 0, [NewEvent("t", 1, {}, 1)])
+    fcntl.flock(other, fcntl.LOCK_UN)
+    os.close(other)
+    assert store.append("s", 0, [NewEvent("t", 1, {}, 2)]) == 1
+    store.close()
+
+
+def _append_batches(path: str, prefix: str, batches: int) -> None:
+    store = SqliteEventStore(path)
+    streams = [f"{prefix}-{i}" for i in range(20)]
+    for n in range(batches):
+        store.append_many([AppendRequest(s, n, [NewEvent("t", 1, {}, n)]) for s in streams])
+    store.close()
+
+
+def test_two_writer_processes_both_finish_with_every_event(tmp_path: Path) -> None:
+    ctx = multiprocessing.get_context("fork")
+    path = str(tmp_path / "e.db")
+    procs = [ctx.Process(target=_append_batches, args=(path, p, 300)) for p in "ab"]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0]
+    store = SqliteEventStore(path)
+    for prefix in "ab":
+        for i in range(20):
+            assert [e.timestamp for e in store.read(f"{prefix}-{i}")] == list(range(300))
+    store.close()
