@@ -18,7 +18,6 @@ from actors.events import (
     HuntEvent,
     HuntFinished,
     HuntStarted,
-    MembershipChanged,
     PlayerJoined,
     PlayerLeft,
     PlayerRegistered,
@@ -147,7 +146,7 @@ def load_player(store: EventStore, player_id: str) -> PlayerEntity:
         entity.version = entity.snapshot_seq = snap.seq
     for stored in store.read(stream, entity.version):
         event = read_event(stored)
-        if not isinstance(event, PlayerRegistered | MembershipChanged):
+        if not isinstance(event, PlayerRegistered):
             raise ValueError(f"{stored.type} in {stream}")
         entity.state = evolve_player(entity.state, event)
         entity.version = stored.seq

@@ -160,20 +160,8 @@ class PlayerRegistered:
     token_hash: str
 
 
-@dataclass(frozen=True, slots=True)
-class MembershipChanged:
-    """A hunt the player organizes or has joined (``member``) or has left."""
-
-    NAME: ClassVar[str] = "membership_changed"
-    VERSION: ClassVar[int] = 1
-    at: int
-    hunt_id: HuntId
-    member: bool
-    hunt_seq: int
-
-
 HuntEvent = HuntCreated | PlayerJoined | PlayerLeft | HuntStarted | ClueSolved | HuntFinished
-PlayerEvent = PlayerRegistered | MembershipChanged
+PlayerEvent = PlayerRegistered
 Event = HuntEvent | ReplyRecorded | PlayerEvent
 
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -187,7 +175,6 @@ EVENT_TYPES: dict[str, type[Event]] = {
         HuntFinished,
         ReplyRecorded,
         PlayerRegistered,
-        MembershipChanged,
     )
 }
 

@@ -44,6 +44,10 @@ def hunt_stream(hunt: str) -> str:
     return f"hunt-{hunt}"
 
 
+def hunt_of_stream(stream: str) -> str:
+    return stream.removeprefix("hunt-")
+
+
 def hunt_replies_stream(hunt: str) -> str:
     return f"hunt-{hunt}-replies"
 

@@ -15,9 +15,10 @@ from typing import Any
 
 from actors.entity import Entity, HuntEntity, PlayerEntity
 from actors.hunt_state import HuntState, hunt_view, leaderboard
-from actors.ids import hunt_stream, player_stream
+from actors.ids import hunt_of_stream, hunt_stream, player_stream
 from actors.messages import Inspect
 from actors.shard import APPEND_BUCKETS, BATCH_BUCKETS, ShardCore
+from persistence.errors import StoreError
 
 MAILBOX_NOTE = (
     "Thespian does not expose an actor's mailbox; a shard handles each batch to the "
@@ -108,6 +109,11 @@ def entity_facts(core: ShardCore, kind: str, entity_id: str, activate: bool) -> 
     if isinstance(entity, HuntEntity):
         data["replies_version"] = entity.replies_version
         data["recent_frames"] = len(entity.frames)
+    else:
+        try:  # not its state: the store's links, written by the hunts
+            data["hunts"] = [hunt_of_stream(t) for t in core.store.linked(player_stream(entity.id))]
+        except StoreError as exc:
+            data["hunts"] = f"(cannot read: {exc})"
     return data
 
 

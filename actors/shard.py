@@ -18,6 +18,7 @@ from typing import Any
 
 from actors.entity import Entity, HuntEntity, load_hunt, load_player
 from actors.hunt_state import HuntState
+from actors.ids import hunt_of_stream
 from actors.messages import Request, Subscribe, Unsubscribe
 from actors.placement import shard_for
 from actors.timers import TimerLog, running_timers
@@ -246,13 +247,15 @@ class ShardCore:
                 events = work.pending[i]
                 if events:
                     version = work.entity.version if i == 0 else work.entity.replies_version  # type: ignore[union-attr]
-                    requests.append(AppendRequest(stream, version, events))
+                    links = work.links if i == 0 else ()
+                    requests.append(AppendRequest(stream, version, events, links))
                     where.append((work, i))
         outcomes = self._append(requests)
         for (work, i), outcome in zip(where, outcomes, strict=True):
             work.stored[i] = not isinstance(outcome, StoreError)
+        relinked = self._relink(works)
         for work in works.values():
-            self._settle(work, out)
+            self._settle(work, out, relinked)
 
     def _append(self, requests: list[AppendRequest]) -> list[AppendOutcome]:
         if not requests:
@@ -273,7 +276,20 @@ class ShardCore:
                 self.stats.events_appended += len(req.events)
         return outcomes
 
-    def _settle(self, work: Work, out: Output) -> None:
+    def _relink(self, works: dict[tuple[str, str], Work]) -> bool:
+        """Writes again the links of resent commands: the first try may have failed."""
+        links = [a.relink for w in works.values() for a in w.answers if a.relink is not None]
+        if not links:
+            return True
+        try:
+            self.store.set_links(links)
+        except StoreError as exc:
+            self.stats.store_errors += 1
+            log.warning("links of %d resent commands not stored: %s", len(links), exc)
+            return False
+        return True
+
+    def _settle(self, work: Work, out: Output, relinked: bool) -> None:
         entity = work.entity
         key = (entity.kind, entity.id)
         before = entity.state
@@ -285,7 +301,10 @@ class ShardCore:
             self._publish(entity.id, work, out)
             self._record_timers(before, work.state)
         for answer in work.answers:
-            self._answer(answer, work, out)
+            if answer.relink is not None and not relinked:
+                out.reply(answer.gateway, answer.req.req, UNAVAILABLE)
+            else:
+                self._answer(answer, work, out)
         live = self.entities.get(key)
         if live is not None and live.state is None:
             del self.entities[key]  # nothing by that id: keep no empty shell
@@ -304,6 +323,15 @@ class ShardCore:
                 else query_reply(live, answer.req, self.store, answer.view_at)
             )
             out.reply(answer.gateway, answer.req.req, msg)
+            return
+        if answer.hunts_of is not None:
+            try:
+                hunts = [hunt_of_stream(t) for t in self.store.linked(answer.hunts_of)]
+            except StoreError as exc:
+                log.warning("cannot read the hunts of %s: %s", answer.hunts_of, exc)
+                out.reply(answer.gateway, answer.req.req, UNAVAILABLE)
+                return
+            out.reply(answer.gateway, answer.req.req, {**answer.reply, "hunts": hunts})
             return
         out.reply(answer.gateway, answer.req.req, answer.reply)
 

@@ -77,12 +77,9 @@ def hunt_from_bytes(raw: bytes) -> tuple[HuntState, int]:
 
 
 def player_to_bytes(state: PlayerState) -> bytes:
-    body = asdict(state)
-    body["hunts"] = {h: list(v) for h, v in state.hunts.items()}
-    return _pack("player", body)
+    return _pack("player", asdict(state))
 
 
 def player_from_bytes(raw: bytes) -> PlayerState:
     b = _unpack(raw, "player")
-    hunts = {HuntId(h): (bool(v[0]), int(v[1])) for h, v in b["hunts"].items()}
-    return PlayerState(PlayerId(b["player_id"]), b["name"], b["token_hash"], b["created_at"], hunts)
+    return PlayerState(PlayerId(b["player_id"]), b["name"], b["token_hash"], b["created_at"])

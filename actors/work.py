@@ -2,6 +2,11 @@
 
 ``hunt_work``/``player_work`` run the pure rules for one request and record
 what must be stored and said; ``ShardCore`` commits and then answers.
+
+A player takes part in the hunts it created or joined until it leaves: each
+ok of those commands carries a link (player -> hunt) that the store keeps
+with the hunt's events, so a reconnecting player's hunts are one read away
+and no second entity has to be told before the client hears ok.
 """
 
 from __future__ import annotations
@@ -23,12 +28,13 @@ from actors.events import (
 )
 from actors.hunt_rules import VIEW_SEQ, Ctx, Tick, apply, decide
 from actors.hunt_state import HuntState, evolve, hunt_view
+from actors.ids import hunt_stream, player_stream
 from actors.messages import Request
-from actors.player import PlayerState, decide_player, evolve_player
-from persistence.base import EventStore, NewEvent
+from actors.player import Authenticate, PlayerState, Register, decide_player, evolve_player
+from persistence.base import EventStore, Link, NewEvent
 from persistence.errors import StoreError
 from protocol.errors import ErrorCode
-from protocol.messages import GetHunt, PlayerId, Resume
+from protocol.messages import CreateHunt, GetHunt, JoinHunt, LeaveHunt, PlayerId, Resume
 
 
 @dataclass
@@ -39,6 +45,8 @@ class Answer:
     stream: int | None  # the stream its events went to; None when it stored nothing
     query: bool = False
     view_at: int | None = None  # a resent join: its hunt view as of this seq
+    relink: Link | None = None  # a link written again before this answer (a resend's)
+    hunts_of: str | None = None  # a welcome: add the player's hunts, read from the store
 
 
 @dataclass
@@ -49,6 +57,7 @@ class Work:
     published: list[tuple[int, bytes]] = field(default_factory=list)
     answers: list[Answer] = field(default_factory=list)
     stored: dict[int, bool] = field(default_factory=dict)
+    links: list[Link] = field(default_factory=list)  # stored with pending[0]
 
     def commit(self) -> None:
         e = self.entity
@@ -93,13 +102,40 @@ def hunt_work(work: Work, gateway: str | None, req: Request, now: int) -> None:
                 work.pending[1].append(new_event(recorded, {}))
         stream = 0 if public else 1
         work.state = after
+    link = membership_link(req, decision.reply)
+    relink = None
+    if link is not None and stream == 0:
+        work.links.append(link)
+    else:
+        relink = link  # a resend (or a join of a member): its link may not have landed
     if gateway is None:
         return
     view_at = decision.reply.result.get(VIEW_SEQ) if decision.duplicate else None
     if view_at is not None and work.state is not None and view_at != work.state.seq:
-        work.answers.append(Answer(gateway, req, {}, None, query=True, view_at=view_at))
+        work.answers.append(
+            Answer(gateway, req, {}, None, query=True, view_at=view_at, relink=relink)
+        )
         return
-    work.answers.append(Answer(gateway, req, render(decision.reply, work.state), stream))
+    msg = render(decision.reply, work.state)
+    work.answers.append(Answer(gateway, req, msg, stream, relink=relink))
+
+
+def membership_link(req: Request, reply: Reply) -> Link | None:
+    """The link an ok of create/join/leave sets, as of the seq its reply gives."""
+    if reply.code is not None:
+        return None
+    seq: Any
+    if isinstance(req.cmd, CreateHunt):
+        present, seq = True, 1
+    elif isinstance(req.cmd, JoinHunt):
+        present, seq = True, reply.result.get(VIEW_SEQ)
+    elif isinstance(req.cmd, LeaveHunt):
+        present, seq = False, reply.result.get("seq")
+    else:
+        return None
+    if not isinstance(seq, int):
+        return None
+    return Link(player_stream(req.player), hunt_stream(req.entity), present, seq)
 
 
 def player_work(work: Work, gateway: str | None, req: Request, now: int) -> None:
@@ -111,7 +147,10 @@ def player_work(work: Work, gateway: str | None, req: Request, now: int) -> None
     work.state = state
     if gateway is not None:
         msg = render(decision.reply, None)
-        work.answers.append(Answer(gateway, req, msg, 0 if decision.events else None))
+        welcome = isinstance(req.cmd, Register | Authenticate) and msg["t"] == "ok"
+        hunts_of = player_stream(req.entity) if welcome else None
+        stream = 0 if decision.events else None
+        work.answers.append(Answer(gateway, req, msg, stream, hunts_of=hunts_of))
 
 
 def query_reply(

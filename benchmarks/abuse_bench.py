@@ -1,12 +1,15 @@
 """A bystander's latency while abusive clients hit the server (issue 7, part 4).
 
-    python benchmarks/abuse_bench.py [--pings 300]
+    python benchmarks/abuse_bench.py [--samples 300] [--players 200] [--command ping|get_hunt]
 
-Starts a fresh server, measures a bystander's ping round trip alone ("normal"),
-then again while another process runs each abuse: a flood of 5,000 connects,
-a client that never reads, 2,000 half-open TCP connections, a registration
-flood, and answer brute-forcing (rate limited). Prints p50/p99 per scenario and
-the ratio of p99 to normal (goal: within 2x).
+Starts a fresh server and ``--players`` bots playing at 1 command/s in hunts of
+10 (the other players: ``python -m server.bots --scenario play``), then
+measures a bystander's round trip of ``--command`` with that play going on
+("normal"), and again while another process runs each abuse: a flood of 5,000
+connects, a client that never reads, 2,000 half-open TCP connections, a
+registration flood, and answer brute-forcing (rate limited). Prints p50/p99
+per scenario and the ratio of p99 to normal (goal: within 2x). ``--players 0``
+measures against an idle server.
 """
 
 from __future__ import annotations
@@ -14,7 +17,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
+import os
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -91,16 +97,42 @@ def _abuse(name: str, url: str, port: int, hunt: str) -> None:
     asyncio.run(ABUSES[name](url, port, hunt))
 
 
-async def pings(
-    client: GameClient, n: int, while_alive: multiprocessing.Process | None
+async def samples(
+    client: GameClient,
+    command: tuple[str, dict[str, str]],
+    n: int,
+    while_alive: multiprocessing.process.BaseProcess | None,
 ) -> list[float]:
     out: list[float] = []
     while len(out) < n or (while_alive is not None and while_alive.is_alive()):
         started = time.perf_counter()
-        await client.request("ping")
+        reply = await client.request(command[0], **command[1])
+        if reply["t"] != "ok":
+            raise RuntimeError(f"bystander's {command[0]}: {reply}")
         out.append((time.perf_counter() - started) * 1000)
         await asyncio.sleep(0.005)
     return out
+
+
+def start_players(url: str, players: int) -> subprocess.Popen[bytes] | None:
+    if players <= 0:
+        return None
+    cmd = [sys.executable, "-m", "server.bots", "--url", url, "--scenario", "play"]
+    cmd += ["--bots", str(players), "--rate", "1", "--hunt-size", "10", "--ramp-up", "3"]
+    cmd += ["--duration", "3600", "--quiet"]
+    return subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+
+
+def stop_players(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is not None and proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 def pct(values: list[float], q: float) -> float:
@@ -110,17 +142,24 @@ def pct(values: list[float], q: float) -> float:
 
 async def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--pings", type=int, default=300)
+    ap.add_argument("--samples", type=int, default=300, help="round trips per scenario (min)")
+    ap.add_argument("--players", type=int, default=200, help="bots playing meanwhile")
+    ap.add_argument("--command", choices=("ping", "get_hunt"), default="get_hunt")
     args = ap.parse_args()
     server = ServerProcess(Path(tempfile.mkdtemp(prefix="abuse-")) / "data").start()
+    players = None
     try:
         org = await quick_client(server.url, "org")
         hunt = (await org.request("create_hunt", name="big", clues=BIG_CLUES))["hunt_id"]
         await org.request("start_hunt", hunt_id=hunt)
+        players = start_players(server.url, args.players)
         bystander = await quick_client(server.url, "bystander")
-        normal = await pings(bystander, args.pings, None)
+        command = ("ping", {}) if args.command == "ping" else ("get_hunt", {"hunt_id": hunt})
+        await asyncio.sleep(5 if players else 0)  # the players' ramp-up (3 s) is over
+        print(f"{args.players} players at 1 command/s meanwhile; bystander: {args.command}")
+        normal = await samples(bystander, command, args.samples, None)
         base = pct(normal, 0.99)
-        print(f"{'scenario':34} {'pings':>6} {'p50 ms':>8} {'p99 ms':>8} {'p99/normal':>11}")
+        print(f"{'scenario':34} {'count':>6} {'p50 ms':>8} {'p99 ms':>8} {'p99/normal':>11}")
         print(
             f"{'normal':34} {len(normal):6} {statistics.median(normal):8.2f} {base:8.2f} {1:11.2f}"
         )
@@ -128,7 +167,7 @@ async def main() -> int:
         for name in ABUSES:
             proc = ctx.Process(target=_abuse, args=(name, server.url, server.port, hunt))
             proc.start()
-            during = await pings(bystander, args.pings, proc)
+            during = await samples(bystander, command, args.samples, proc)
             proc.join()
             p99 = pct(during, 0.99)
             row = f"{name:34} {len(during):6} {statistics.median(during):8.2f} {p99:8.2f}"
@@ -137,6 +176,7 @@ async def main() -> int:
         await bystander.close()
         await org.close()
     finally:
+        stop_players(players)
         stop_server(server)
     return 0
 

@@ -4,6 +4,13 @@ Streams are named by entity (``hunt-<id>``, ``player-<id>``); their events
 carry contiguous sequence numbers from 1. ``append`` stores all of its events
 or none. ``append_many`` is the group commit of a shard's batch: each request
 is atomic on its own and gets its own outcome.
+
+Links are the store's one index: which streams an owner takes part in (the
+hunts of a player), so a reconnecting player's hunts are one read away. A
+link travels with the append whose events made it, and is stored with them;
+each carries the seq of the event that set it, and a change applies only if
+its seq is newer than the one the link has, so links can be written again,
+late or twice, and the newest word stands.
 """
 
 from __future__ import annotations
@@ -43,10 +50,24 @@ class StoredEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class Link:
+    """``owner`` takes part in ``target`` (``present``) or no longer does, as of the
+    event ``seq`` of the stream that decided it."""
+
+    owner: str
+    target: str
+    present: bool
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
 class AppendRequest:
     stream: str
     expected_version: int
     events: Sequence[NewEvent]
+    links: Sequence[Link] = ()
+    """Stored with the events: on SQLite in their transaction; on Cassandra right after
+    them, and a failure there is the request's outcome although its events landed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +114,14 @@ class EventStore(ABC):
     @abstractmethod
     def load_snapshot(self, stream: str) -> Snapshot | None:
         """The newest snapshot of the stream, if any."""
+
+    @abstractmethod
+    def set_links(self, links: Sequence[Link]) -> None:
+        """Write links outside an append (again, after a failure); older seqs lose."""
+
+    @abstractmethod
+    def linked(self, owner: str) -> list[str]:
+        """The targets ``owner`` takes part in, sorted."""
 
     @abstractmethod
     def close(self) -> None:

@@ -4,6 +4,7 @@ Tables (created with the keyspace when missing)::
 
     events    ((stream, partition_nr), seq)  head static, type, version, data, metadata, ts
     snapshots (stream, seq DESC)             state      -- newest first, older ones deleted
+    links     (owner, target)                           -- written with USING TIMESTAMP seq
 
 Which partition an append goes to
     An append with ``expected_version = e`` is written *whole* into partition
@@ -46,6 +47,14 @@ Unknown outcomes
     with the same ``expected_version`` and either lands once or gets
     ``ConcurrencyError`` (the head moved), never a duplicate.
 
+Links
+    A request's links are written once its LWT applied, each ``USING TIMESTAMP``
+    its seq, so that of two writes of one link the newer seq wins whatever the
+    order they land in. They cannot share the LWT (another partition): if they
+    fail, the request's outcome is ``StoreUnavailable`` although its events are
+    stored, as after a timeout; the caller's retry, answered from its
+    idempotency memory, writes them again with ``set_links``.
+
 Consistency: LWTs run with serial consistency ``SERIAL`` and commit at
 ``QUORUM``; reads of events use ``QUORUM``, reads of a head ``SERIAL``. The
 server's ``batch_size_fail_threshold`` (default 50 KiB) must admit the largest
@@ -72,6 +81,7 @@ from persistence.base import (
     AppendOutcome,
     AppendRequest,
     EventStore,
+    Link,
     Snapshot,
     StoredEvent,
 )
@@ -106,6 +116,11 @@ def _schema(ks: str) -> list[str]:
             state  blob,
             PRIMARY KEY (stream, seq)
         ) WITH CLUSTERING ORDER BY (seq DESC)""",
+        f"""CREATE TABLE IF NOT EXISTS {ks}.links (
+            owner  text,
+            target text,
+            PRIMARY KEY (owner, target)
+        )""",
     ]
 
 
@@ -197,6 +212,13 @@ class CassandraEventStore(EventStore):
         )
         self._prune_snaps = prepare(f"DELETE FROM {ks}.snapshots WHERE stream = ? AND seq < ?")
         self._load_snap = prepare(f"SELECT seq, state FROM {ks}.snapshots WHERE stream = ? LIMIT 1")
+        self._link = prepare(
+            f"INSERT INTO {ks}.links (owner, target) VALUES (?, ?) USING TIMESTAMP ?"
+        )
+        self._unlink = prepare(
+            f"DELETE FROM {ks}.links USING TIMESTAMP ? WHERE owner = ? AND target = ?"
+        )
+        self._linked = prepare(f"SELECT target FROM {ks}.links WHERE owner = ?")
 
     # -- appends ----------------------------------------------------------------------------
 
@@ -234,7 +256,50 @@ class CassandraEventStore(EventStore):
                     self._finish(item, StoreUnavailable(f"append to {item.req.stream!r}: {exc}"))
                     continue
                 self._advance(item, rows)
+        self._link_appended(work)
         return [w.outcome if w.outcome is not None else StoreUnavailable("lost") for w in work]
+
+    def _link_appended(self, work: list[_Append]) -> None:
+        linking = [w for w in work if w.req.links and isinstance(w.outcome, int)]
+        failures = self._write_links([(w, k) for w in linking for k in w.req.links])
+        for item, exc in failures.items():
+            item.outcome = StoreUnavailable(
+                f"links of {item.req.stream!r} failed (its events are stored): {exc}"
+            )
+
+    def _write_links(self, links: Sequence[tuple[Any, Link]]) -> dict[Any, Exception]:
+        """Every link at once; the first failure of each owner key (any hashable)."""
+        futures = []
+        for key, k in links:
+            statement = (
+                self._link.bind((k.owner, k.target, k.seq))
+                if k.present
+                else self._unlink.bind((k.seq, k.owner, k.target))
+            )
+            try:
+                futures.append((key, self._session.execute_async(statement)))
+            except Exception as exc:
+                futures.append((key, exc))
+        failures: dict[Any, Exception] = {}
+        for key, future in futures:
+            try:
+                if isinstance(future, Exception):
+                    raise future
+                future.result()
+            except Exception as exc:
+                failures.setdefault(key, exc)
+        return failures
+
+    def set_links(self, links: Sequence[Link]) -> None:
+        if self._closed:
+            raise StoreUnavailable("store is closed")
+        failures = self._write_links([(None, k) for k in links])
+        if failures:
+            raise StoreUnavailable(f"links failed: {failures[None]}")
+
+    def linked(self, owner: str) -> list[str]:
+        rows = self._run(self._linked.bind((owner,)), f"links of {owner!r}")
+        return sorted(str(r.target) for r in rows)
 
     def _first_step(self, req: AppendRequest) -> str:
         e, size = req.expected_version, self.partition_size

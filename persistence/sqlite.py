@@ -27,6 +27,7 @@ from persistence.base import (
     AppendOutcome,
     AppendRequest,
     EventStore,
+    Link,
     NewEvent,
     Snapshot,
     StoredEvent,
@@ -44,6 +45,13 @@ CREATE TABLE IF NOT EXISTS events (
     metadata BLOB    NOT NULL,
     ts       INTEGER NOT NULL,
     PRIMARY KEY (stream, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS links (
+    owner   TEXT    NOT NULL,
+    target  TEXT    NOT NULL,
+    present INTEGER NOT NULL,
+    seq     INTEGER NOT NULL,
+    PRIMARY KEY (owner, target)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS snapshots (
     stream TEXT    NOT NULL PRIMARY KEY,
@@ -175,7 +183,16 @@ class SqliteEventStore(EventStore):
             ).fetchone()
             if found != len(chunk):
                 return None
+        self._write_links([link for req in requests for link in req.links])
         return [req.expected_version + len(req.events) for req in requests]
+
+    def _write_links(self, links: Sequence[Link]) -> None:
+        if links:
+            self._db.executemany(
+                "INSERT INTO links VALUES (?,?,?,?) ON CONFLICT(owner, target) DO UPDATE"
+                " SET present=excluded.present, seq=excluded.seq WHERE excluded.seq > seq",
+                [(k.owner, k.target, int(k.present), k.seq) for k in links],
+            )
 
     def _append_alone(self, req: AppendRequest) -> AppendOutcome:
         db = self._db
@@ -198,6 +215,7 @@ class SqliteEventStore(EventStore):
             self._db.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?)", rows)
         except sqlite3.IntegrityError as exc:
             raise ConcurrencyError(req.stream, req.expected_version) from exc
+        self._write_links(req.links)
         return current + len(rows)
 
     def _version(self, stream: str) -> int:
@@ -245,6 +263,26 @@ class SqliteEventStore(EventStore):
             except sqlite3.Error as exc:
                 self._rollback()
                 raise StoreUnavailable(f"snapshot failed: {exc}") from exc
+
+    def set_links(self, links: Sequence[Link]) -> None:
+        with self._lock, self._writer.held():
+            try:
+                with self._db:
+                    self._db.execute("BEGIN IMMEDIATE")
+                    self._write_links(links)
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise StoreUnavailable(f"links failed: {exc}") from exc
+
+    def linked(self, owner: str) -> list[str]:
+        with self._lock:
+            try:
+                rows = self._db.execute(
+                    "SELECT target FROM links WHERE owner=? AND present ORDER BY target", (owner,)
+                ).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"links read failed: {exc}") from exc
+        return [str(r[0]) for r in rows]
 
     def load_snapshot(self, stream: str) -> Snapshot | None:
         with self._lock:

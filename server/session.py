@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from actors.ids import hash_secret, hunt_id_for, new_player_id, new_token, split_token
-from actors.player import Authenticate, NoteMembership, Register
+from actors.player import Authenticate, Register
 from protocol import codec
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.messages import (
@@ -155,17 +155,11 @@ class Sessions:
         self._await(fut, functools.partial(self._hunt_done, sent))
 
     def _hunt_done(self, sent: Sent, msg: Reply) -> None:
-        seq = _membership_seq(sent.cmd, msg)
-        if seq is None:
-            self._hunt_answered(sent, msg)
-            return
-        self._follow(sent, msg)
-        # The player's own record of its hunts is written before the client hears ok:
-        # a crash in between means no ok, so the client resends and it is written then.
-        player = sent.conn.player_id
-        note = NoteMembership(sent.hunt, not isinstance(sent.cmd, LeaveHunt), seq)
-        fut = self.bridge.submit("player", player, note, player)
-        self._await(fut, functools.partial(self._noted, sent, msg))
+        # An ok'd create/join/leave has also linked the player to the hunt (or unlinked it)
+        # in the store, with the hunt's events: a hello after any crash restores it.
+        if msg.get("t") == "ok" and isinstance(sent.cmd, CreateHunt | JoinHunt | LeaveHunt):
+            self._follow(sent, msg)
+        self._hunt_answered(sent, msg)
 
     def _follow(self, sent: Sent, msg: Reply) -> None:
         """The player's other connections follow the hunts it plays in from the moment
@@ -177,21 +171,6 @@ class Sessions:
                 self.hub.unsubscribe(c, hunt)
             elif c is not conn:
                 self.hub.subscribe(c, hunt, msg.get("seq"))
-
-    def _noted(self, sent: Sent, msg: Reply, noted: Reply) -> None:
-        if noted.get("t") != "ok":
-            # The hunt has it, the player's record does not: answer unavailable so the
-            # client resends; the hunt then answers from memory and the note is retried.
-            player = sent.conn.player_id
-            log.warning(
-                "membership of %s in %s not recorded: %s",
-                player,
-                sent.hunt,
-                noted.get("code"),
-                extra={"player_id": player, "hunt_id": sent.hunt, "cmd_id": sent.cmd.id},
-            )
-            msg = {"t": "error", "code": ErrorCode.UNAVAILABLE, "message": "try again"}
-        self._hunt_answered(sent, msg)
 
     def _hunt_answered(self, sent: Sent, msg: Reply) -> None:
         conn, hunt, cmd, fresh = sent.conn, sent.hunt, sent.cmd, sent.fresh
@@ -320,18 +299,6 @@ class Sessions:
         else:
             self.metrics.outcome(t, msg["code"], elapsed)
             conn.send(codec.encode(Error(cid, msg["code"], msg["message"])))
-
-
-def _membership_seq(cmd: Any, msg: Reply) -> int | None:
-    """The hunt seq that makes a player a member (or not), for an ok'd create/join/leave."""
-    if msg.get("t") != "ok":
-        return None
-    if isinstance(cmd, CreateHunt):
-        return 1
-    if isinstance(cmd, JoinHunt | LeaveHunt):
-        seq = msg.get("seq")
-        return seq if isinstance(seq, int) else None
-    return None
 
 
 def _expire(fut: asyncio.Future[Reply]) -> None:

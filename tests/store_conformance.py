@@ -12,7 +12,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from persistence import AppendRequest, ConcurrencyError, EventStore, NewEvent, StoreError
+from persistence import (
+    AppendRequest,
+    ConcurrencyError,
+    EventStore,
+    Link,
+    NewEvent,
+    StoreError,
+)
 
 
 def ev(n: int, **data: object) -> NewEvent:
@@ -148,7 +155,7 @@ class StoreConformance(ABC):
 
     def test_everything_survives_a_reopen(self) -> None:
         store = self.make_store()
-        store.append("s", 0, [ev(1), ev(2)])
+        store.append_many([AppendRequest("s", 0, [ev(1), ev(2)], [Link("p", "s", True, 2)])])
         store.save_snapshot("s", 2, b"state")
         store = self.reopen_store(store)
         try:
@@ -156,5 +163,36 @@ class StoreConformance(ABC):
             snap = store.load_snapshot("s")
             assert snap is not None and snap.state == b"state"
             assert store.append("s", 2, [ev(3)]) == 3
+            assert store.linked("p") == ["s"]
         finally:
             store.close()
+
+    def test_links_are_stored_with_their_append_and_the_newest_seq_stands(
+        self, store: EventStore
+    ) -> None:
+        joins = [
+            AppendRequest(h, 0, [ev(1)], [Link("p1", h, True, 1), Link("p2", h, True, 1)])
+            for h in ("h2", "h1")
+        ]
+        assert store.append_many(joins) == [1, 1]
+        assert store.linked("p1") == ["h1", "h2"]
+        leave = AppendRequest("h1", 1, [ev(2)], [Link("p1", "h1", False, 2)])
+        assert store.append_many([leave]) == [2]
+        assert store.linked("p1") == ["h2"]
+        store.set_links([Link("p1", "h1", True, 1)])  # the join's link again, late: older
+        assert store.linked("p1") == ["h2"]
+        store.set_links([Link("p1", "h1", True, 3), Link("p2", "h2", False, 0)])
+        assert store.linked("p1") == ["h1", "h2"]
+        assert store.linked("p2") == ["h1", "h2"]  # older than the link it would undo
+        assert store.linked("nobody") == []
+
+    def test_a_refused_append_stores_none_of_its_links(self, store: EventStore) -> None:
+        store.append("h1", 0, [ev(1)])
+        outcomes = store.append_many(
+            [
+                AppendRequest("h1", 0, [ev(2)], [Link("p1", "h1", True, 2)]),
+                AppendRequest("h2", 0, [ev(1)], [Link("p1", "h2", True, 1)]),
+            ]
+        )
+        assert isinstance(outcomes[0], ConcurrencyError) and outcomes[1] == 1
+        assert store.linked("p1") == ["h2"]

@@ -16,7 +16,6 @@ from actors.events import (
     HuntCreated,
     HuntFinished,
     HuntStarted,
-    MembershipChanged,
     PlayerJoined,
     PlayerLeft,
     PlayerRegistered,
@@ -70,8 +69,6 @@ SAMPLES: list[Event] = [
     ReplyRecorded(AT, P1, CommandId("c4"), Reply(result={"hunt_id": "h9"})),
     ReplyRecorded(AT, P1, CommandId("c5"), Reply(code=ErrorCode.CONFLICT, message="full")),
     PlayerRegistered(AT, P1, "Ada", "ab" * 32),
-    MembershipChanged(AT, H1, True, 1),
-    MembershipChanged(AT, H1, False, 42),
 ]
 
 

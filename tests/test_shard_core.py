@@ -12,6 +12,7 @@ import pytest
 
 from actors.ids import hunt_id_for
 from actors.messages import Request, Subscribe
+from actors.player import Register
 from actors.shard import Output, ShardCore
 from actors.timers import running_timers
 from persistence.sqlite import SqliteEventStore
@@ -22,6 +23,7 @@ from protocol.messages import (
     GetHunt,
     HuntId,
     JoinHunt,
+    LeaveHunt,
     Resume,
     StartHunt,
     SubmitAnswer,
@@ -207,3 +209,47 @@ def test_a_resent_join_gets_the_first_reply_after_the_hunt_moved_on(
     now = replies(fresh.handle("gw", [again]))[0]  # a new id: today's view
     assert now["seq"] == 4 and now["hunt"]["status"] == "running"
     fresh.store.close()
+
+
+def hello(core: ShardCore, player: str, token_hash: str = "th") -> dict[str, Any]:
+    return replies(play(core, Request(9, "player", player, Register("x", token_hash), player)))[0]
+
+
+def test_a_welcome_lists_the_hunts_the_players_commands_linked(core: ShardCore) -> None:
+    hunt, req = create()
+    other, req2 = create("c2")
+    join = Request(2, "hunt", hunt, JoinHunt(CommandId("j"), hunt), "p1", "Ann")
+    play(core, req, req2, join)
+    assert hello(core, ORG)["hunts"] == sorted([hunt, other])
+    assert hello(core, "p1")["hunts"] == [hunt]
+    leave = Request(3, "hunt", hunt, LeaveHunt(CommandId("l"), hunt), "p1", "Ann")
+    assert replies(play(core, leave))[0]["t"] == "ok"
+    assert hello(core, "p1")["hunts"] == []
+    refused = Request(4, "hunt", other, LeaveHunt(CommandId("l2"), other), "p1", "Ann")
+    assert replies(play(core, refused))[0]["code"] == "forbidden"
+    assert hello(core, "p1")["hunts"] == []
+
+
+def test_a_resent_join_writes_its_link_again(core: ShardCore, path: Path) -> None:
+    # On Cassandra a link is written after its events and may fail alone: the client
+    # got unavailable and resends, the hunt answers from memory and links again.
+    hunt, req = create()
+    join = Request(2, "hunt", hunt, JoinHunt(CommandId("j"), hunt), "p1", "Ann")
+    play(core, req, join)
+    sqlite3.connect(path, isolation_level=None).execute("DELETE FROM links WHERE owner='player-p1'")
+    assert hello(core, "p1")["hunts"] == []
+    assert replies(play(core, join))[0]["seq"] == 2
+    assert hello(core, "p1")["hunts"] == [hunt]
+
+
+def test_a_resend_whose_link_cannot_be_written_is_unavailable(
+    core: ShardCore, path: Path
+) -> None:
+    hunt, req = create()
+    join = Request(2, "hunt", hunt, JoinHunt(CommandId("j"), hunt), "p1", "Ann")
+    play(core, req, join)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    assert replies(play(core, join))[0]["code"] == "unavailable"
+    blocker.execute("ROLLBACK")
+    assert replies(play(core, join))[0]["t"] == "ok"
