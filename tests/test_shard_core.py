@@ -242,9 +242,7 @@ def test_a_resent_join_writes_its_link_again(core: ShardCore, path: Path) -> Non
     assert hello(core, "p1")["hunts"] == [hunt]
 
 
-def test_a_resend_whose_link_cannot_be_written_is_unavailable(
-    core: ShardCore, path: Path
-) -> None:
+def test_a_resend_whose_link_cannot_be_written_is_unavailable(core: ShardCore, path: Path) -> None:
     hunt, req = create()
     join = Request(2, "hunt", hunt, JoinHunt(CommandId("j"), hunt), "p1", "Ann")
     play(core, req, join)
