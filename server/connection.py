@@ -11,12 +11,15 @@ from typing import Any
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 
 log = logging.getLogger("treasure.gateway")
 
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
 CLOSE_TRY_AGAIN = 1013
+# Above this many bytes waiting in the socket's buffer, frames wait for it to drain.
+WRITE_HIGH_WATER = 64 * 1024
 
 
 class ConnState(Enum):
@@ -53,6 +56,7 @@ class Connection:
         self._limit = limit
         self._out: deque[bytes] = deque()
         self._writer: asyncio.Task[None] | None = None
+        self._flush_due = False
         self.feeds: dict[str, Any] = {}
         self.restored: set[str] = set()  # hunts restored at hello, held until resumed
 
@@ -62,6 +66,7 @@ class Connection:
         return str(addr[0]) if addr else "?"
 
     def send(self, frame: bytes) -> None:
+        """Queues a frame; what queued up in one loop turn goes out in one write."""
         if self.state is ConnState.CLOSED:
             return
         if len(self._out) >= self._limit:
@@ -69,8 +74,29 @@ class Connection:
             self.close(CLOSE_POLICY, "too slow: outgoing queue full")
             return
         self._out.append(frame)
-        if self._writer is None:
+        if not self._flush_due and self._writer is None:
+            self._flush_due = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """The common case without a task or a write per frame: frames made by the
+        websockets protocol, written at once. When the socket's buffer is full (or the
+        connection is closing) a task sends through ``ws.send``, which waits for it."""
+        self._flush_due = False
+        if self.state is ConnState.CLOSED or self._writer is not None or not self._out:
+            return
+        ws, transport = self.ws, self.ws.transport
+        if (
+            ws.protocol.state is not State.OPEN
+            or transport.is_closing()
+            or transport.get_write_buffer_size() > WRITE_HIGH_WATER
+        ):
             self._writer = asyncio.get_running_loop().create_task(self._drain())
+            return
+        for frame in self._out:
+            ws.protocol.send_binary(frame)
+        self._out.clear()
+        transport.write(b"".join(ws.protocol.data_to_send()))
 
     async def _drain(self) -> None:
         try:
