@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any, cast
 
+import immutables
 import msgpack
 
 from actors.events import ClueDef, Reply
-from actors.hunt_state import HuntState, Member, Phase
+from actors.hunt_state import HuntState, Member, Phase, Recent
 from actors.player import PlayerState
 from protocol.messages import CommandId, HuntId, PlayerId
 
@@ -53,10 +54,12 @@ def hunt_from_bytes(raw: bytes) -> tuple[HuntState, int]:
         PlayerId(m["player_id"]): Member(**{**m, "solved": tuple(m["solved"])})
         for m in b["members"]
     }
-    recent = {
-        PlayerId(p): {CommandId(c): Reply.from_data(r) for c, r in rs.items()}
-        for p, rs in b["recent"].items()
-    }
+    recent: immutables.Map[PlayerId, Recent] = immutables.Map()
+    for p, rs in b["recent"].items():
+        mine = Recent()
+        for c, r in rs.items():  # oldest first
+            mine = mine.add(CommandId(c), Reply.from_data(r))
+        recent = recent.set(PlayerId(p), mine)
     state = HuntState(
         HuntId(b["hunt_id"]),
         b["name"],

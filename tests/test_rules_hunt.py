@@ -35,12 +35,14 @@ from actors.hunt_state import (
     RECENT_IDS_PER_PLAYER,
     HuntState,
     Phase,
+    Recent,
     evolve,
     hunt_view,
     leaderboard,
 )
 from actors.ids import hunt_id_for
 from actors.matching import EARTH_RADIUS_M, answers_match, distance_m, normalize_answer
+from actors.snapshots import hunt_from_bytes, hunt_to_bytes
 from protocol.errors import NOT_REMEMBERED, ErrorCode
 from protocol.messages import (
     AnswerClue,
@@ -1121,3 +1123,37 @@ def test_seq_counts_the_public_events() -> None:
     g.leave(P2)
     g.end()
     assert g.s.seq == sum(not isinstance(e, ReplyRecorded) for e in g.events)
+
+
+def test_remembered_replies_behave_as_the_bounded_ordered_dict_they_replace() -> None:
+    reference: dict[CommandId, Reply] = {}
+    recent = Recent()
+    history = []
+    for i in range(2_500):
+        cmd = CommandId(f"c{i % 1_700}")  # ids come back after they were forgotten
+        reply = Reply(result={"i": i})
+        history.append(recent)
+        recent = recent.add(cmd, reply)
+        reference[cmd] = reply
+        while len(reference) > RECENT_IDS_PER_PLAYER:
+            del reference[next(iter(reference))]
+        if i % 97 == 0:
+            assert list(recent.items()) == list(reference.items())
+    assert list(recent.items()) == list(reference.items())
+    assert all(recent.get(c) == r for c, r in reference.items())
+    assert recent.get(CommandId("c1499")) is None and len(recent) == RECENT_IDS_PER_PLAYER
+    assert len(history[10]) == 10  # older values are untouched
+    rebuilt = Recent()
+    for c, r in reference.items():
+        rebuilt = rebuilt.add(c, r)
+    assert rebuilt == recent  # equal by content, however they were built
+    assert rebuilt != history[-1]
+
+
+def test_a_snapshot_keeps_the_remembered_replies_in_order() -> None:
+    g = running()
+    for i in range(30):
+        g.send(P1, SubmitAnswer(CommandId(f"w{i}"), g.hunt_id, 0, "red"))
+    state, replies_version = hunt_from_bytes(hunt_to_bytes(g.s, 7))
+    assert state == g.s and replies_version == 7
+    assert [c for c, _ in state.recent[P1].items()][-3:] == ["w27", "w28", "w29"]
