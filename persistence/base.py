@@ -95,8 +95,17 @@ class EventStore(ABC):
     def append_many(self, requests: Sequence[AppendRequest]) -> list[AppendOutcome]:
         """Append to many streams at once; one outcome per request, in order.
 
+        At most one request per stream (Cassandra runs them concurrently, so a second
+        one would race the first): ``ValueError`` otherwise, on every backend.
+
         Raises ``StoreUnavailable`` only when nothing could be attempted at all.
         """
+
+    @staticmethod
+    def check_one_per_stream(requests: Sequence[AppendRequest]) -> None:
+        streams = {req.stream for req in requests}
+        if len(streams) < len(requests):
+            raise ValueError("append_many takes at most one request per stream")
 
     @abstractmethod
     def read(self, stream: str, after_seq: int = 0) -> Iterator[StoredEvent]:

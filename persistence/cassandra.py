@@ -225,6 +225,7 @@ class CassandraEventStore(EventStore):
     def append_many(self, requests: Sequence[AppendRequest]) -> list[AppendOutcome]:
         if self._closed:
             raise StoreUnavailable("store is closed")
+        self.check_one_per_stream(requests)
         size = self.partition_size
         for req in requests:
             if len(req.events) > size:

@@ -137,6 +137,7 @@ class SqliteEventStore(EventStore):
                 delay = min(delay * 2, 0.2)
 
     def append_many(self, requests: Sequence[AppendRequest]) -> list[AppendOutcome]:
+        self.check_one_per_stream(requests)
         with self._lock, self._writer.held():
             try:
                 return self._append_all(requests)
@@ -159,8 +160,7 @@ class SqliteEventStore(EventStore):
         """The usual case (one writer per stream, so versions are as expected) in two
         statements: insert every row, then check each stream had its expected version.
         None when that is not so; the caller rolls back."""
-        streams = {req.stream for req in requests}
-        if len(streams) < len(requests) or any(not req.events for req in requests):
+        if any(not req.events for req in requests):
             return None
         rows = [
             _row(req.stream, req.expected_version + i, ev)

@@ -138,13 +138,17 @@ class StoreConformance(ABC):
                 AppendRequest("a", 1, [ev(2)]),
                 AppendRequest("b", 3, [ev(2)]),  # would leave a gap at 2 and 3
                 AppendRequest("c", 1, [ev(2)]),
-                AppendRequest("c", 2, [ev(3)]),  # a second request for c, after the first
             ]
         )
-        assert outcomes[0] == 2 and outcomes[2] == 2 and outcomes[3] == 3
+        assert outcomes[0] == 2 and outcomes[2] == 2
         assert isinstance(outcomes[1], ConcurrencyError)
         assert [e.seq for e in store.read("b")] == [1]
-        assert [e.data["n"] for e in store.read("c")] == [1, 2, 3]
+        assert [e.data["n"] for e in store.read("c")] == [1, 2]
+
+    def test_append_many_takes_one_request_per_stream(self, store: EventStore) -> None:
+        with pytest.raises(ValueError):
+            store.append_many([AppendRequest("c", 0, [ev(1)]), AppendRequest("c", 1, [ev(2)])])
+        assert list(store.read("c")) == []
 
     def test_unicode_and_binary_payloads(self, store: EventStore) -> None:
         data = {"name": "Schatzsuche 🗺️ ẞ ﬁ", "blob": b"\x00\xff\x10", "big": 2**62}

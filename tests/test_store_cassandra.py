@@ -6,12 +6,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from persistence import AppendRequest, ConcurrencyError, EventStore, StoreError
+from persistence.base import AppendOutcome
 from persistence.cassandra import CassandraEventStore
 from persistence.errors import StoreUnavailable
 from persistence.factory import StoreConfig, open_store
@@ -112,9 +114,14 @@ def test_a_stale_or_early_writer_never_lands_in_an_empty_partition(
 
 def test_racing_writers_on_a_partition_boundary_one_wins(small: CassandraEventStore) -> None:
     small.append("s", 0, [ev(n) for n in range(1, 11)])  # partition 0 is full at 10
-    outcomes = small.append_many(
-        [AppendRequest("s", 10, [ev(100 + w, writer=w)]) for w in range(6)]
-    )
+    start = threading.Barrier(6)
+
+    def write(w: int) -> AppendOutcome:
+        start.wait()
+        return small.append_many([AppendRequest("s", 10, [ev(100 + w, writer=w)])])[0]
+
+    with ThreadPoolExecutor(6) as pool:
+        outcomes = list(pool.map(write, range(6)))
     assert sum(isinstance(o, int) for o in outcomes) == 1, outcomes
     assert all(isinstance(o, ConcurrencyError) for o in outcomes if not isinstance(o, int))
     assert [e.seq for e in small.read("s")] == list(range(1, 12))
