@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Any
 
 import immutables
+import msgpack
 
 from actors.events import (
     ClueDef,
@@ -28,48 +29,57 @@ _NEVER = 2**63
 
 
 class Recent:
-    """One player's remembered replies in a hunt, the newest ``RECENT_IDS_PER_PLAYER``.
+    """One player's remembered replies in a hunt: the newest ``RECENT_IDS_PER_PLAYER``.
 
-    Persistent (HAMT) maps, so remembering one more reply makes a new value that
+    A persistent (HAMT) map, so remembering one more reply makes a new value that
     shares the rest with the old one: copying a 1,000-entry dict on every command
-    cost the shards CPU and made young-generation collections of 16-33 ms.
-    Equal when they hold the same replies in the same order.
+    cost the shards CPU and young-generation collections. Each entry is its order
+    and its reply packed with msgpack (~40 bytes, not a ~350-byte object). Entries
+    older than the newest 1,000 are dropped in bulk every ``TRIM_SLACK`` additions
+    and ignored until then, so the map is one structure and behaves exactly as a
+    bounded ordered dict. Equal when they hold the same replies in the same order.
     """
 
-    __slots__ = ("_by_cmd", "_by_n", "_next")
+    __slots__ = ("_by_cmd", "_next")
+    TRIM_SLACK = 200
 
     def __init__(
-        self,
-        by_cmd: immutables.Map[CommandId, tuple[int, Reply]] | None = None,
-        by_n: immutables.Map[int, CommandId] | None = None,
-        next_n: int = 0,
+        self, by_cmd: immutables.Map[CommandId, tuple[int, bytes]] | None = None, next_n: int = 0
     ) -> None:
         self._by_cmd = by_cmd if by_cmd is not None else immutables.Map()
-        self._by_n = by_n if by_n is not None else immutables.Map()
         self._next = next_n
+
+    def _kept(self, n: int) -> bool:
+        return n >= self._next - RECENT_IDS_PER_PLAYER
 
     def get(self, cmd: CommandId) -> Reply | None:
         found = self._by_cmd.get(cmd)
-        return None if found is None else found[1]
+        if found is None or not self._kept(found[0]):
+            return None
+        return Reply.from_data(msgpack.unpackb(found[1]))
 
     def add(self, cmd: CommandId, reply: Reply) -> Recent:
+        packed = msgpack.packb(reply.to_data())
         known = self._by_cmd.get(cmd)
-        if known is not None:  # as a dict would: the new reply, the old place
-            return Recent(self._by_cmd.set(cmd, (known[0], reply)), self._by_n, self._next)
-        by_cmd, by_n = self._by_cmd.set(cmd, (self._next, reply)), self._by_n.set(self._next, cmd)
-        if len(by_cmd) > RECENT_IDS_PER_PLAYER:
-            oldest = self._next + 1 - len(by_n)  # only the oldest ever leaves: n's are contiguous
-            by_cmd, by_n = by_cmd.delete(by_n[oldest]), by_n.delete(oldest)
-        return Recent(by_cmd, by_n, self._next + 1)
+        if known is not None and self._kept(known[0]):  # as a dict would: new reply, old place
+            return Recent(self._by_cmd.set(cmd, (known[0], packed)), self._next)
+        by_cmd = self._by_cmd.set(cmd, (self._next, packed))
+        recent = Recent(by_cmd, self._next + 1)
+        if len(by_cmd) > RECENT_IDS_PER_PLAYER + self.TRIM_SLACK:
+            recent = Recent(immutables.Map(recent._entries()), recent._next)
+        return recent
+
+    def _entries(self) -> list[tuple[CommandId, tuple[int, bytes]]]:
+        kept = [(c, e) for c, e in self._by_cmd.items() if self._kept(e[0])]
+        return sorted(kept, key=lambda ce: ce[1][0])
 
     def items(self) -> Iterator[tuple[CommandId, Reply]]:
         """Oldest first."""
-        for n in sorted(self._by_n.keys()):
-            cmd = self._by_n[n]
-            yield cmd, self._by_cmd[cmd][1]
+        for cmd, (_, packed) in self._entries():
+            yield cmd, Reply.from_data(msgpack.unpackb(packed))
 
     def __len__(self) -> int:
-        return len(self._by_cmd)
+        return min(len(self._by_cmd), RECENT_IDS_PER_PLAYER, self._next)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Recent):
