@@ -34,49 +34,55 @@ class Recent:
     A persistent (HAMT) map, so remembering one more reply makes a new value that
     shares the rest with the old one: copying a 1,000-entry dict on every command
     cost the shards CPU and young-generation collections. Each entry is its order
-    and its reply packed with msgpack (~40 bytes, not a ~350-byte object). Entries
+    and its reply packed with msgpack (~40 bytes, not ~400 bytes of objects). Entries
     older than the newest 1,000 are dropped in bulk every ``TRIM_SLACK`` additions
     and ignored until then, so the map is one structure and behaves exactly as a
-    bounded ordered dict. Equal when they hold the same replies in the same order.
+    bounded ordered dict. Its order travels packed with the reply: no tuple and int
+    objects per entry. Equal when they hold the same replies in the same order.
     """
 
     __slots__ = ("_by_cmd", "_next")
     TRIM_SLACK = 200
 
     def __init__(
-        self, by_cmd: immutables.Map[CommandId, tuple[int, bytes]] | None = None, next_n: int = 0
+        self, by_cmd: immutables.Map[CommandId, bytes] | None = None, next_n: int = 0
     ) -> None:
-        self._by_cmd = by_cmd if by_cmd is not None else immutables.Map()
+        self._by_cmd = (
+            by_cmd if by_cmd is not None else immutables.Map()
+        )  # cmd -> packed (n, reply)
         self._next = next_n
 
-    def _kept(self, n: int) -> bool:
-        return n >= self._next - RECENT_IDS_PER_PLAYER
+    def _unpack(self, packed: bytes) -> tuple[int, Reply] | None:
+        n, data = msgpack.unpackb(packed)
+        return (n, Reply.from_data(data)) if n >= self._next - RECENT_IDS_PER_PLAYER else None
 
     def get(self, cmd: CommandId) -> Reply | None:
-        found = self._by_cmd.get(cmd)
-        if found is None or not self._kept(found[0]):
-            return None
-        return Reply.from_data(msgpack.unpackb(found[1]))
+        packed = self._by_cmd.get(cmd)
+        entry = None if packed is None else self._unpack(packed)
+        return None if entry is None else entry[1]
 
     def add(self, cmd: CommandId, reply: Reply) -> Recent:
-        packed = msgpack.packb(reply.to_data())
-        known = self._by_cmd.get(cmd)
-        if known is not None and self._kept(known[0]):  # as a dict would: new reply, old place
-            return Recent(self._by_cmd.set(cmd, (known[0], packed)), self._next)
-        by_cmd = self._by_cmd.set(cmd, (self._next, packed))
+        packed = self._by_cmd.get(cmd)
+        known = None if packed is None else self._unpack(packed)
+        if known is not None:  # as a dict would: the new reply, the old place
+            value = msgpack.packb((known[0], reply.to_data()))
+            return Recent(self._by_cmd.set(cmd, value), self._next)
+        by_cmd = self._by_cmd.set(cmd, msgpack.packb((self._next, reply.to_data())))
         recent = Recent(by_cmd, self._next + 1)
         if len(by_cmd) > RECENT_IDS_PER_PLAYER + self.TRIM_SLACK:
-            recent = Recent(immutables.Map(recent._entries()), recent._next)
+            kept = {c: p for c, p in by_cmd.items() if recent._unpack(p) is not None}
+            recent = Recent(immutables.Map(kept), recent._next)
         return recent
-
-    def _entries(self) -> list[tuple[CommandId, tuple[int, bytes]]]:
-        kept = [(c, e) for c, e in self._by_cmd.items() if self._kept(e[0])]
-        return sorted(kept, key=lambda ce: ce[1][0])
 
     def items(self) -> Iterator[tuple[CommandId, Reply]]:
         """Oldest first."""
-        for cmd, (_, packed) in self._entries():
-            yield cmd, Reply.from_data(msgpack.unpackb(packed))
+        entries = []
+        for cmd, packed in self._by_cmd.items():
+            entry = self._unpack(packed)
+            if entry is not None:
+                entries.append((entry[0], cmd, entry[1]))
+        for _, cmd, reply in sorted(entries, key=lambda e: e[0]):
+            yield cmd, reply
 
     def __len__(self) -> int:
         return min(len(self._by_cmd), RECENT_IDS_PER_PLAYER, self._next)
