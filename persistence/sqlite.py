@@ -20,8 +20,9 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from persistence.base import (
     AppendOutcome,
@@ -230,20 +231,35 @@ class SqliteEventStore(EventStore):
     def read(self, stream: str, after_seq: int = 0) -> Iterator[StoredEvent]:
         last = after_seq
         while True:
-            with self._lock:
-                try:
-                    rows = self._db.execute(
-                        "SELECT seq, type, version, data, metadata, ts FROM events"
-                        " WHERE stream=? AND seq>? ORDER BY seq LIMIT ?",
-                        (stream, last, READ_PAGE),
-                    ).fetchall()
-                except sqlite3.Error as exc:
-                    raise StoreUnavailable(f"read failed: {exc}") from exc
+            rows = self._query(
+                "read",
+                "SELECT seq, type, version, data, metadata, ts FROM events"
+                " WHERE stream=? AND seq>? ORDER BY seq LIMIT ?",
+                (stream, last, READ_PAGE),
+            )
             for seq, type_, version, data, metadata, ts in rows:
                 yield StoredEvent(stream, seq, type_, version, unpack(data), ts, unpack(metadata))
             if len(rows) < READ_PAGE:
                 return
             last = rows[-1][0]
+
+    def _query(self, what: str, sql: str, params: tuple[object, ...]) -> list[Any]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"{what} failed: {exc}") from exc
+
+    def _transaction(self, what: str, work: Callable[[], object]) -> None:
+        """``work`` in one write transaction, in our turn among the writers."""
+        with self._lock, self._writer.held():
+            try:
+                with self._db:
+                    self._db.execute("BEGIN IMMEDIATE")
+                    work()
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise StoreUnavailable(f"{what} failed: {exc}") from exc
 
     def save_snapshot(self, stream: str, seq: int, state: bytes) -> None:
         self.save_snapshots([Snapshot(stream, seq, state)])
@@ -251,48 +267,26 @@ class SqliteEventStore(EventStore):
     def save_snapshots(self, snapshots: Sequence[Snapshot]) -> None:
         """All in one transaction: one fsync however many entities were due."""
         rows = [(s.stream, s.seq, s.state) for s in snapshots]
-        with self._lock, self._writer.held():
-            try:
-                with self._db:
-                    self._db.execute("BEGIN IMMEDIATE")
-                    self._db.executemany(
-                        "INSERT INTO snapshots VALUES (?,?,?) ON CONFLICT(stream) DO UPDATE"
-                        " SET seq=excluded.seq, state=excluded.state WHERE excluded.seq > seq",
-                        rows,
-                    )
-            except sqlite3.Error as exc:
-                self._rollback()
-                raise StoreUnavailable(f"snapshot failed: {exc}") from exc
+        self._transaction(
+            "snapshot",
+            lambda: self._db.executemany(
+                "INSERT INTO snapshots VALUES (?,?,?) ON CONFLICT(stream) DO UPDATE"
+                " SET seq=excluded.seq, state=excluded.state WHERE excluded.seq > seq",
+                rows,
+            ),
+        )
 
     def set_links(self, links: Sequence[Link]) -> None:
-        with self._lock, self._writer.held():
-            try:
-                with self._db:
-                    self._db.execute("BEGIN IMMEDIATE")
-                    self._write_links(links)
-            except sqlite3.Error as exc:
-                self._rollback()
-                raise StoreUnavailable(f"links failed: {exc}") from exc
+        self._transaction("links", lambda: self._write_links(links))
 
     def linked(self, owner: str) -> list[str]:
-        with self._lock:
-            try:
-                rows = self._db.execute(
-                    "SELECT target FROM links WHERE owner=? AND present ORDER BY target", (owner,)
-                ).fetchall()
-            except sqlite3.Error as exc:
-                raise StoreUnavailable(f"links read failed: {exc}") from exc
-        return [str(r[0]) for r in rows]
+        sql = "SELECT target FROM links WHERE owner=? AND present ORDER BY target"
+        return [str(r[0]) for r in self._query("links read", sql, (owner,))]
 
     def load_snapshot(self, stream: str) -> Snapshot | None:
-        with self._lock:
-            try:
-                row = self._db.execute(
-                    "SELECT seq, state FROM snapshots WHERE stream=?", (stream,)
-                ).fetchone()
-            except sqlite3.Error as exc:
-                raise StoreUnavailable(f"snapshot read failed: {exc}") from exc
-        return None if row is None else Snapshot(stream, int(row[0]), bytes(row[1]))
+        sql = "SELECT seq, state FROM snapshots WHERE stream=?"
+        rows = self._query("snapshot read", sql, (stream,))
+        return Snapshot(stream, int(rows[0][0]), bytes(rows[0][1])) if rows else None
 
     def close(self) -> None:
         with self._lock:
