@@ -52,14 +52,15 @@ class Recent:
         )  # cmd -> packed (n, reply)
         self._next = next_n
 
-    def _unpack(self, packed: bytes) -> tuple[int, Reply] | None:
+    def _unpack(self, packed: bytes) -> tuple[int, Any] | None:
+        """Its order and reply data, or None when it is older than the newest 1,000."""
         n, data = msgpack.unpackb(packed)
-        return (n, Reply.from_data(data)) if n >= self._next - RECENT_IDS_PER_PLAYER else None
+        return (n, data) if n >= self._next - RECENT_IDS_PER_PLAYER else None
 
     def get(self, cmd: CommandId) -> Reply | None:
         packed = self._by_cmd.get(cmd)
         entry = None if packed is None else self._unpack(packed)
-        return None if entry is None else entry[1]
+        return None if entry is None else Reply.from_data(entry[1])
 
     def add(self, cmd: CommandId, reply: Reply) -> Recent:
         packed = self._by_cmd.get(cmd)
@@ -81,8 +82,8 @@ class Recent:
             entry = self._unpack(packed)
             if entry is not None:
                 entries.append((entry[0], cmd, entry[1]))
-        for _, cmd, reply in sorted(entries, key=lambda e: e[0]):
-            yield cmd, reply
+        for _, cmd, data in sorted(entries, key=lambda e: e[0]):
+            yield cmd, Reply.from_data(data)
 
     def __len__(self) -> int:
         return min(len(self._by_cmd), RECENT_IDS_PER_PLAYER, self._next)

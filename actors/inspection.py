@@ -15,9 +15,10 @@ from typing import Any
 
 from actors.entity import Entity, HuntEntity, PlayerEntity
 from actors.hunt_state import HuntState, hunt_view, leaderboard
-from actors.ids import hunt_of_stream, hunt_stream, player_stream
+from actors.ids import hunt_stream, player_stream
 from actors.messages import Inspect
 from actors.shard import APPEND_BUCKETS, BATCH_BUCKETS, ShardCore
+from actors.work import player_hunts
 from persistence.errors import StoreError
 
 MAILBOX_NOTE = (
@@ -111,7 +112,7 @@ def entity_facts(core: ShardCore, kind: str, entity_id: str, activate: bool) -> 
         data["recent_frames"] = len(entity.frames)
     else:
         try:  # not its state: the store's links, written by the hunts
-            data["hunts"] = [hunt_of_stream(t) for t in core.store.linked(player_stream(entity.id))]
+            data["hunts"] = player_hunts(core.store, entity.id)
         except StoreError as exc:
             data["hunts"] = f"(cannot read: {exc})"
     return data

@@ -18,11 +18,10 @@ from typing import Any
 
 from actors.entity import Entity, HuntEntity, load_hunt, load_player
 from actors.hunt_state import HuntState
-from actors.ids import hunt_of_stream
 from actors.messages import Request, Subscribe, Unsubscribe
 from actors.placement import shard_for
 from actors.timers import TimerLog, running_timers
-from actors.work import Answer, Work, hunt_work, player_work, query_reply
+from actors.work import Answer, Work, hunt_work, player_hunts, player_work, query_reply
 from persistence.base import AppendOutcome, AppendRequest, EventStore, Snapshot
 from persistence.errors import StoreError
 from protocol.errors import ErrorCode
@@ -30,7 +29,6 @@ from protocol.errors import ErrorCode
 log = logging.getLogger("treasure.shard")
 
 Reply = tuple[int, dict[str, Any]]
-Note = tuple[str, str, bool, int]
 Pushed = tuple[str, int, bytes]
 UNAVAILABLE = {"t": "error", "code": ErrorCode.UNAVAILABLE, "message": "cannot store events now"}
 INTERNAL = {"t": "error", "code": ErrorCode.INTERNAL, "message": "internal error"}
@@ -326,7 +324,7 @@ class ShardCore:
             return
         if answer.hunts_of is not None:
             try:
-                hunts = [hunt_of_stream(t) for t in self.store.linked(answer.hunts_of)]
+                hunts = player_hunts(self.store, answer.hunts_of)
             except StoreError as exc:
                 log.warning("cannot read the hunts of %s: %s", answer.hunts_of, exc)
                 out.reply(answer.gateway, answer.req.req, UNAVAILABLE)

@@ -28,7 +28,7 @@ from actors.events import (
 )
 from actors.hunt_rules import VIEW_SEQ, Ctx, Tick, apply, decide
 from actors.hunt_state import HuntState, evolve, hunt_view
-from actors.ids import hunt_stream, player_stream
+from actors.ids import hunt_of_stream, hunt_stream, player_stream
 from actors.messages import Request
 from actors.player import Authenticate, PlayerState, Register, decide_player, evolve_player
 from persistence.base import EventStore, Link, NewEvent
@@ -46,7 +46,7 @@ class Answer:
     query: bool = False
     view_at: int | None = None  # a resent join: its hunt view as of this seq
     relink: Link | None = None  # a link written again before this answer (a resend's)
-    hunts_of: str | None = None  # a welcome: add the player's hunts, read from the store
+    hunts_of: str | None = None  # a welcome: add this player's hunts, read from the store
 
 
 @dataclass
@@ -120,6 +120,11 @@ def hunt_work(work: Work, gateway: str | None, req: Request, now: int) -> None:
     work.answers.append(Answer(gateway, req, msg, stream, relink=relink))
 
 
+def player_hunts(store: EventStore, player: str) -> list[str]:
+    """The hunts the player organizes or has joined: the store's links."""
+    return [hunt_of_stream(t) for t in store.linked(player_stream(player))]
+
+
 def membership_link(req: Request, reply: Reply) -> Link | None:
     """The link an ok of create/join/leave sets, as of the seq its reply gives."""
     if reply.code is not None:
@@ -148,7 +153,7 @@ def player_work(work: Work, gateway: str | None, req: Request, now: int) -> None
     if gateway is not None:
         msg = render(decision.reply, None)
         welcome = isinstance(req.cmd, Register | Authenticate) and msg["t"] == "ok"
-        hunts_of = player_stream(req.entity) if welcome else None
+        hunts_of = req.entity if welcome else None
         stream = 0 if decision.events else None
         work.answers.append(Answer(gateway, req, msg, stream, hunts_of=hunts_of))
 
