@@ -8,7 +8,7 @@ import logging
 import resource
 import signal
 
-from server import actorsys
+from server import actorsys, admission
 from server.admin_app import start_admin
 from server.config import Settings
 from server.gateway import Gateway
@@ -35,7 +35,8 @@ def run(settings: Settings) -> None:
     raise_open_files_limit()
     runtime = actorsys.start(settings)
     try:
-        asyncio.run(_serve(settings, runtime))
+        with asyncio.Runner(loop_factory=admission.new_event_loop) as runner:
+            runner.run(_serve(settings, runtime))
     finally:
         actorsys.stop(runtime)
         log.info("actor system stopped; bye")

@@ -22,6 +22,7 @@ from protocol import codec
 from protocol.errors import ErrorCode
 from protocol.messages import Error
 from server.actorsys import Runtime
+from server.admission import LobbyConnection
 from server.bridge import Bridge
 from server.config import Settings
 from server.connection import Connection, ConnState, TokenBucket
@@ -82,6 +83,7 @@ class Gateway:
             self.settings.host,
             self.settings.port,
             process_request=self._admit,
+            create_connection=LobbyConnection,
             backlog=ACCEPT_PER_TURN,
             open_timeout=self.settings.handshake_timeout_s,
             max_size=self.settings.max_frame_bytes,

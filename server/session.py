@@ -34,6 +34,7 @@ from protocol.messages import (
     SubmitAnswer,
     Welcome,
 )
+from server import admission
 from server.bridge import Bridge
 from server.connection import CLOSE_POLICY, Connection, ConnState
 from server.feeds import Feed, Hub
@@ -253,6 +254,7 @@ class Sessions:
             self._reply(conn, cmd.id, "hello", started, msg)
             return
         conn.state, conn.player_id, conn.name = ConnState.READY, player, msg["name"]
+        admission.out_of_lobby(conn.ws)
         self.by_player.setdefault(player, set()).add(conn)
         loop = asyncio.get_running_loop()
         for hunt in msg.get("hunts", []):

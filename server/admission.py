@@ -1,0 +1,137 @@
+"""The gateway's event loop serves players first: clients not yet past ``hello`` wait in a lobby.
+
+A flood of 5,000 connects costs the gateway's loop a handful of callbacks per connection
+(read and parse the HTTP request, answer it, start the handler, later the close). Those
+came ready all at once: loop turns of 100-400 ms, in which no player's frame was answered.
+The loop's epoll is given a second epoll, the lobby, for the sockets of clients that have
+not said ``hello``; each loop turn takes at most ``READY_PER_TURN`` ready sockets from it,
+and every ready socket of a player, the loop's wake-up pipe, the listening sockets and the
+admin endpoint. A flood then costs turns of a few milliseconds; it is served as fast as
+the rest allows, and its handshakes are still bound by the handshake timeout.
+
+Only the gateway's own loop (``new_event_loop``) has a lobby; elsewhere the functions here
+do nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import select
+import selectors
+import weakref
+from typing import Any
+
+from websockets.asyncio.server import ServerConnection
+
+READY_PER_TURN = 16
+
+
+class Lobby:
+    """Stands in for the selector's ``epoll``: sockets of clients that have not said
+    ``hello`` wait in a second epoll (the lobby), of which a loop turn takes at most ``cap``
+    ready ones; everything else (players, the loop's own wake-up pipe, listening sockets,
+    the admin endpoint) is served every turn.
+
+    5,000 clients closing at once made 5,000 ready sockets: one loop turn of ~250 ms, or,
+    with a plain cap on ready sockets, a queue that a player's socket joined at the back.
+    Rationing only the lobby keeps each turn short and serves players first. The lobby is
+    itself registered in the main epoll (Linux allows nesting), so it wakes the loop.
+    """
+
+    def __init__(self, main: Any, cap: int) -> None:
+        self.main, self.cap = main, cap
+        self.lobby = select.epoll()
+        self.main.register(self.lobby.fileno(), select.EPOLLIN)
+        self.members: set[int] = set()  # fds rationed, registered or not
+        self.masks: dict[int, int] = {}
+        self.where: dict[int, Any] = {}
+
+    def enter(self, fd: int) -> None:
+        if fd not in self.where:  # registered later, by the transport
+            self.members.add(fd)
+
+    def leave(self, fd: int) -> None:
+        """Serve ``fd`` every turn from now on (a player), or forget it (closing)."""
+        self.members.discard(fd)
+        if self.where.get(fd) is self.lobby:
+            self.lobby.unregister(fd)
+            self.main.register(fd, self.masks[fd])
+            self.where[fd] = self.main
+
+    def register(self, fd: int, mask: int) -> None:
+        ep = self.lobby if fd in self.members else self.main
+        ep.register(fd, mask)
+        self.where[fd], self.masks[fd] = ep, mask
+
+    def modify(self, fd: int, mask: int) -> None:
+        self.where[fd].modify(fd, mask)
+        self.masks[fd] = mask
+
+    def unregister(self, fd: int) -> None:
+        self.masks.pop(fd, None)
+        ep = self.where.pop(fd, self.main)
+        ep.unregister(fd)
+
+    def poll(self, timeout: float = -1, maxevents: int = -1) -> list[tuple[int, int]]:
+        events: list[tuple[int, int]] = self.main.poll(timeout, maxevents)
+        lobby = self.lobby.fileno()
+        ready = [e for e in events if e[0] != lobby]
+        if len(ready) != len(events):
+            ready += self.lobby.poll(0, self.cap)
+        return ready
+
+    def fileno(self) -> int:
+        return int(self.main.fileno())
+
+    def close(self) -> None:
+        self.lobby.close()
+        self.main.close()
+
+
+class LobbySelector(selectors.EpollSelector):
+    """``selectors.EpollSelector`` whose epoll has a lobby (it keeps the key bookkeeping)."""
+
+    def __init__(self, cap: int = READY_PER_TURN) -> None:
+        super().__init__()
+        self.lobby = Lobby(self._selector, cap)  # type: ignore[has-type]
+        self._selector = self.lobby
+
+
+class LobbyConnection(ServerConnection):
+    """A websockets server connection that starts in the lobby (see ``out_of_lobby``)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        to_lobby(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        out_of_lobby(self)  # its fd number will be reused
+        super().connection_lost(exc)
+
+
+_LOBBIES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Lobby] = weakref.WeakKeyDictionary()
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """The gateway's loop: an asyncio selector loop whose epoll has a lobby."""
+    selector = LobbySelector()
+    loop = asyncio.SelectorEventLoop(selector)
+    _LOBBIES[loop] = selector.lobby
+    return loop
+
+
+def _fd(ws: ServerConnection) -> int | None:
+    sock = ws.transport.get_extra_info("socket") if ws.transport is not None else None
+    return None if sock is None else int(sock.fileno())
+
+
+def to_lobby(ws: ServerConnection) -> None:
+    lobby, fd = _LOBBIES.get(ws.loop), _fd(ws)
+    if lobby is not None and fd is not None:
+        lobby.enter(fd)
+
+
+def out_of_lobby(ws: ServerConnection) -> None:
+    lobby, fd = _LOBBIES.get(ws.loop), _fd(ws)
+    if lobby is not None and fd is not None:
+        lobby.leave(fd)

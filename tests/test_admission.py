@@ -1,0 +1,153 @@
+"""The gateway's lobby: clients not past ``hello`` are rationed per loop turn, players are not."""
+
+from __future__ import annotations
+
+import asyncio
+import selectors
+import socket
+from collections.abc import Iterator
+
+import msgpack
+import pytest
+from websockets.asyncio.client import connect
+from websockets.asyncio.server import ServerConnection, serve
+
+from server import admission
+from server.admission import LobbyConnection, LobbySelector
+from server.client import quick_client
+from tests.server_harness import ServerProcess
+
+
+@pytest.fixture
+def pairs() -> Iterator[list[tuple[socket.socket, socket.socket]]]:
+    made = [socket.socketpair() for _ in range(12)]
+    yield made
+    for a, b in made:
+        a.close()
+        b.close()
+
+
+def _ready_fds(sel: selectors.BaseSelector) -> set[int]:
+    return {key.fd for key, _ in sel.select(0)}
+
+
+def test_a_turn_takes_every_ready_socket_but_only_cap_from_the_lobby(
+    pairs: list[tuple[socket.socket, socket.socket]],
+) -> None:
+    sel = LobbySelector(cap=3)
+    players, lobby = pairs[:4], pairs[4:]
+    for a, _ in lobby:
+        sel.lobby.enter(a.fileno())
+    for a, b in pairs:
+        sel.register(a, selectors.EVENT_READ)
+        b.send(b"x")
+    ready = _ready_fds(sel)
+    assert {a.fileno() for a, _ in players} <= ready
+    assert len(ready - {a.fileno() for a, _ in players}) == 3
+    sel.close()
+
+
+def test_the_lobby_serves_its_ready_sockets_in_turn(
+    pairs: list[tuple[socket.socket, socket.socket]],
+) -> None:
+    sel = LobbySelector(cap=3)
+    for a, b in pairs:
+        sel.lobby.enter(a.fileno())
+        sel.register(a, selectors.EVENT_READ)
+        b.send(b"x")  # never read: each stays ready
+    seen: set[int] = set()
+    for _ in range(4):  # 12 ready sockets, 3 a turn
+        turn = _ready_fds(sel)
+        assert len(turn) == 3
+        seen |= turn
+    assert seen == {a.fileno() for a, _ in pairs}
+    sel.close()
+
+
+def test_a_socket_that_leaves_the_lobby_is_served_every_turn(
+    pairs: list[tuple[socket.socket, socket.socket]],
+) -> None:
+    sel = LobbySelector(cap=1)
+    for a, b in pairs:
+        sel.lobby.enter(a.fileno())
+        sel.register(a, selectors.EVENT_READ)
+        b.send(b"x")
+    player = pairs[5][0].fileno()
+    sel.lobby.leave(player)
+    for _ in range(5):
+        assert player in _ready_fds(sel)
+    sel.modify(pairs[5][0], selectors.EVENT_READ | selectors.EVENT_WRITE)
+    sel.unregister(pairs[0][0])  # a lobby socket
+    sel.unregister(pairs[5][0])
+    assert player not in _ready_fds(sel)
+    assert pairs[0][0].fileno() not in {fd for fd in sel.lobby.where}
+    sel.close()
+
+
+def test_a_websocket_waits_in_the_lobby_until_let_out_and_is_forgotten_when_closed() -> None:
+    async def scenario() -> None:
+        lobby = admission._LOBBIES[asyncio.get_running_loop()]
+        server_side: list[ServerConnection] = []
+
+        async def handler(ws: ServerConnection) -> None:
+            server_side.append(ws)
+            async for frame in ws:
+                await ws.send(frame)
+                if frame == b"leave":
+                    admission.out_of_lobby(ws)
+
+        async with serve(handler, "127.0.0.1", 0, create_connection=LobbyConnection) as srv:
+            port = srv.sockets[0].getsockname()[1]
+            async with connect(f"ws://127.0.0.1:{port}/") as client:
+                await client.send(b"one")
+                assert await client.recv() == b"one"
+                fd = server_side[0].transport.get_extra_info("socket").fileno()
+                assert lobby.where[fd] is lobby.lobby
+                await client.send(b"leave")
+                assert await client.recv() == b"leave"
+                assert lobby.where[fd] is lobby.main
+                server_side[0].transport.pause_reading()  # type: ignore[attr-defined]
+                assert fd not in lobby.where
+                server_side[0].transport.resume_reading()  # type: ignore[attr-defined]
+                await client.send(b"two")
+                assert await client.recv() == b"two"
+            await server_side[0].wait_closed()
+            assert fd not in lobby.members
+
+    with asyncio.Runner(loop_factory=admission.new_event_loop) as runner:
+        runner.run(scenario())
+
+
+def test_elsewhere_the_lobby_functions_do_nothing() -> None:
+    async def scenario() -> None:
+        async def handler(ws: ServerConnection) -> None:
+            admission.out_of_lobby(ws)
+            await ws.send(b"hi")
+
+        async with serve(handler, "127.0.0.1", 0, create_connection=LobbyConnection) as srv:
+            port = srv.sockets[0].getsockname()[1]
+            async with connect(f"ws://127.0.0.1:{port}/") as client:
+                assert await client.recv() == b"hi"
+
+    asyncio.run(scenario())
+
+
+async def test_every_client_in_a_busy_lobby_is_answered_in_order_and_players_play_on(
+    server: ServerProcess,
+) -> None:
+    async def chatter(i: int) -> list[str]:
+        async with connect(server.url, compression=None) as ws:
+            for n in range(20):  # commands before hello: each is refused, none is lost
+                await ws.send(msgpack.packb({"t": "ping", "id": f"{i}-{n}"}))
+            return [msgpack.unpackb(await ws.recv())["re"] for _ in range(20)]
+
+    player = await quick_client(server.url, "player")
+    try:
+        crowd = asyncio.gather(*(chatter(i) for i in range(200)))
+        for _ in range(20):
+            assert (await player.request("ping"))["t"] == "ok"
+        answered = await crowd
+        assert answered == [[f"{i}-{n}" for n in range(20)] for i in range(200)]
+        assert player.violations == []
+    finally:
+        await player.close()
