@@ -120,6 +120,12 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return loop
 
 
+def lobby_size(loop: asyncio.AbstractEventLoop) -> int:
+    """How many connections wait in ``loop``'s lobby (0 for a loop without one)."""
+    lobby = _LOBBIES.get(loop)
+    return 0 if lobby is None else len(lobby.members)
+
+
 def _fd(ws: ServerConnection) -> int | None:
     sock = ws.transport.get_extra_info("socket") if ws.transport is not None else None
     return None if sock is None else int(sock.fileno())

@@ -22,7 +22,7 @@ from protocol import codec
 from protocol.errors import ErrorCode
 from protocol.messages import Error
 from server.actorsys import Runtime
-from server.admission import LobbyConnection
+from server.admission import LobbyConnection, lobby_size
 from server.bridge import Bridge
 from server.config import Settings
 from server.connection import Connection, ConnState, TokenBucket
@@ -77,7 +77,9 @@ class Gateway:
     async def start(self) -> None:
         self.bridge.on_events = self._publish
         self.bridge.on_shards_changed = self._shards_changed
-        self.bridge.start(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        self.bridge.start(loop)
+        self.metrics.lobby.set_function(functools.partial(lobby_size, loop))
         self._server = await serve(
             self._handle,
             self.settings.host,

@@ -12,6 +12,11 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.connections = Gauge("treasure_connections", "Open WebSocket connections", registry=r)
+        self.lobby = Gauge(
+            "treasure_lobby_connections",
+            "Connections not yet past hello (the loop serves at most 16 of them a turn)",
+            registry=r,
+        )
         self.commands = Counter(
             "treasure_commands", "Commands received, by type", ["type"], registry=r
         )

@@ -6,6 +6,7 @@ import asyncio
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from server.client import GameClient
 from tests.admin_support import http, play
 from tests.server_harness import ServerProcess
 
@@ -71,6 +72,30 @@ async def test_counters_follow_what_the_clients_did(server: ServerProcess) -> No
         assert ("treasure_slow_clients_dropped_total", ()) in after
     finally:
         await game.close()
+
+
+async def test_the_lobby_gauge_counts_connections_not_yet_past_hello(
+    server: ServerProcess,
+) -> None:
+    before = total(await scrape(server), "treasure_lobby_connections")
+    waiting = [GameClient(server.url, name=f"w{i}") for i in range(3)]
+    try:
+        for c in waiting:
+            await c.connect()
+        assert total(await scrape(server), "treasure_lobby_connections") == before + 3
+        await waiting[0].hello()
+        assert total(await scrape(server), "treasure_lobby_connections") == before + 2
+    finally:
+        for c in waiting:
+            await c.close()
+    await _until_gauge(server, "treasure_lobby_connections", before)
+
+
+async def _until_gauge(server: ServerProcess, name: str, value: float) -> None:
+    """Closes are noticed by the server after the client's close returns: poll, bounded."""
+    async with asyncio.timeout(10):
+        while total(await scrape(server), name) != value:  # noqa: ASYNC110 (another process)
+            await asyncio.sleep(0.05)
 
 
 async def test_metrics_need_the_token(server: ServerProcess) -> None:
