@@ -22,6 +22,7 @@ import asyncio
 import base64
 import multiprocessing
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -210,7 +211,8 @@ async def main() -> int:
         "--only", action="append", choices=list(ABUSES), help="run only this abuse (repeatable)"
     )
     args = ap.parse_args()
-    server = ServerProcess(Path(tempfile.mkdtemp(prefix="abuse-")) / "data").start()
+    work = Path(tempfile.mkdtemp(prefix="abuse-"))
+    server = ServerProcess(work / "data").start()
     players = None
     try:
         org = await quick_client(server.url, "org")
@@ -242,6 +244,7 @@ async def main() -> int:
     finally:
         stop_players(players)
         stop_server(server)
+        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

@@ -431,6 +431,11 @@ def _command(
     logback = conf / "logback.xml"
     logback.write_text(LOGBACK.format(dir=node_dir))
     jamm = [j for j in jars if j.name.startswith("jamm-")]
+    # lz4-java and snappy unpack their native libraries into java.io.tmpdir and leave them
+    # there (140 in /tmp after a day of tests): keep them in the node, one start's worth.
+    tmp = node_dir / "tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
     cmd = [
         java,
         *JVM_FLAGS,
@@ -439,6 +444,7 @@ def _command(
         f"-Dlogback.configurationFile=file://{logback}",
         f"-Dcassandra.logdir={paths['logs']}",
         f"-Dcassandra.storagedir={node_dir}",
+        f"-Djava.io.tmpdir={tmp}",
         f"-Dcassandra.triggers_dir={node_dir}/triggers",
         f"-XX:HeapDumpPath={paths['logs']}",
         f"-XX:ErrorFile={paths['logs']}/hs_err_%p.log",
