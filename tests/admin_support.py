@@ -11,6 +11,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from server.client import GameClient, quick_client
 from tests.server_harness import ROOT, ServerProcess
 
@@ -86,3 +88,30 @@ def http(
             return resp.status, resp.read().decode(), dict(resp.headers)
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode(), dict(exc.headers)
+
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+async def scrape(server: ServerProcess) -> Samples:
+    status, body, headers = await asyncio.to_thread(
+        http, f"{server.admin_url}/metrics", server.admin_token()
+    )
+    assert status == 200 and headers["Content-Type"].startswith("text/plain")
+    samples: Samples = {}
+    for family in text_string_to_metric_families(body):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return samples
+
+
+def total(samples: Samples, name: str, **labels: str) -> float:
+    want = set(labels.items())
+    return sum(v for (n, ls), v in samples.items() if n == name and want <= set(ls))
+
+
+async def until_gauge(server: ServerProcess, name: str, value: float) -> None:
+    """Closes are noticed by the server after the client's close returns: poll, bounded."""
+    async with asyncio.timeout(10):
+        while total(await scrape(server), name) != value:  # noqa: ASYNC110 (another process)
+            await asyncio.sleep(0.05)

@@ -14,6 +14,7 @@ from websockets.exceptions import InvalidStatus
 from server.client import GameClient, quick_client
 from server.guard import Guard, Limits
 from server.procs import rss_kb
+from tests.admin_support import scrape, total, until_gauge
 from tests.server_harness import ServerProcess, start_server, stop_server
 
 
@@ -163,12 +164,15 @@ async def test_a_flood_of_5000_connections_at_once_is_served(server: ServerProce
             return None
 
     bystander = await quick_client(server.url, "bystander")
+    lobby = total(await scrape(server), "treasure_lobby_connections")
     try:
         flood = await asyncio.gather(*(one() for _ in range(5000)))
         opened = [ws for ws in flood if ws is not None]
         assert len(opened) == 5000, f"{5000 - len(opened)} of 5,000 connects failed"
         assert (await bystander.request("ping"))["t"] == "ok"
+        assert total(await scrape(server), "treasure_lobby_connections") == lobby + 5000
         await asyncio.gather(*(ws.close() for ws in opened))
+        await until_gauge(server, "treasure_lobby_connections", lobby)  # none left behind
         assert bystander.violations == []
     finally:
         await bystander.close()

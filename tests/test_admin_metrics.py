@@ -4,30 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from server.client import GameClient
-from tests.admin_support import http, play
+from tests.admin_support import http, play, scrape, total, until_gauge
 from tests.server_harness import ServerProcess
-
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-async def scrape(server: ServerProcess) -> Samples:
-    status, body, headers = await asyncio.to_thread(
-        http, f"{server.admin_url}/metrics", server.admin_token()
-    )
-    assert status == 200 and headers["Content-Type"].startswith("text/plain")
-    samples: Samples = {}
-    for family in text_string_to_metric_families(body):
-        for s in family.samples:
-            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return samples
-
-
-def total(samples: Samples, name: str, **labels: str) -> float:
-    want = set(labels.items())
-    return sum(v for (n, ls), v in samples.items() if n == name and want <= set(ls))
 
 
 async def test_counters_follow_what_the_clients_did(server: ServerProcess) -> None:
@@ -88,14 +67,7 @@ async def test_the_lobby_gauge_counts_connections_not_yet_past_hello(
     finally:
         for c in waiting:
             await c.close()
-    await _until_gauge(server, "treasure_lobby_connections", before)
-
-
-async def _until_gauge(server: ServerProcess, name: str, value: float) -> None:
-    """Closes are noticed by the server after the client's close returns: poll, bounded."""
-    async with asyncio.timeout(10):
-        while total(await scrape(server), name) != value:  # noqa: ASYNC110 (another process)
-            await asyncio.sleep(0.05)
+    await until_gauge(server, "treasure_lobby_connections", before)
 
 
 async def test_metrics_need_the_token(server: ServerProcess) -> None:
