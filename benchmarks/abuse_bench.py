@@ -9,7 +9,7 @@ measures a bystander's round trip of ``--command`` with that play going on
 ("normal"), and again while another process runs each abuse: a flood of 5,000
 connects (by the websockets client, and by a lean client that writes the
 handshake's bytes itself, so that less of the machine goes to the attacker),
-a client that never reads, 2,000 half-open TCP connections, a
+a client that never reads, 2,000 and 10,000 half-open TCP connections, a
 registration flood, and answer brute-forcing (rate limited). Prints p50/p99
 per scenario and the ratio of p99 to normal (goal: within 2x). ``--players 0``
 measures against an idle server.
@@ -109,11 +109,15 @@ async def never_reads(url: str, port: int, hunt: str) -> None:
         await asyncio.sleep(3)
 
 
-async def half_open(url: str, port: int, hunt: str) -> None:
-    socks = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2000)]
+async def half_open(url: str, port: int, hunt: str, count: int = 2000) -> None:
+    socks = [await asyncio.open_connection("127.0.0.1", port) for _ in range(count)]
     await asyncio.sleep(3)
     for _, w in socks:
         w.close()
+
+
+async def many_half_open(url: str, port: int, hunt: str) -> None:
+    await half_open(url, port, hunt, 10_000)
 
 
 async def registrations(url: str, port: int, hunt: str) -> None:
@@ -143,6 +147,7 @@ ABUSES: dict[str, Callable[[str, int, str], Awaitable[None]]] = {
     "5,000 connects at once (lean client)": lean_flood,
     "a client that never reads": never_reads,
     "2,000 half-open connections": half_open,
+    "10,000 half-open connections": many_half_open,
     "registration flood (500)": registrations,
     "answer brute force (20 x 200)": brute_force,
 }
