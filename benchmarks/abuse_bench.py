@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from server.client import GameClient, quick_client  # noqa: E402
+from tests.admin_support import scrape, total, until_gauge  # noqa: E402
 from tests.server_harness import ServerProcess, stop_server  # noqa: E402
 
 BIG_CLUES = [{"text": "x" * 500, "answer": "a", "points": 1} for _ in range(100)]
@@ -237,11 +238,14 @@ async def main() -> int:
             f"{'normal':34} {len(normal):6} {statistics.median(normal):8.2f} {base:8.2f} {1:11.2f}"
         )
         ctx = multiprocessing.get_context("spawn")
+        settled = total(await scrape(server), "treasure_connections")
         for name in args.only or ABUSES:
             proc = ctx.Process(target=_abuse, args=(name, server.url, server.port, hunt, args.nice))
             proc.start()
             during = await samples(bystander, command, args.samples, proc)
             proc.join()
+            # the next scenario starts once the server has let go of this one's connections
+            await until_gauge(server, "treasure_connections", settled, timeout_s=60)
             p99 = pct(during, 0.99)
             row = f"{name:34} {len(during):6} {statistics.median(during):8.2f} {p99:8.2f}"
             print(f"{row} {p99 / base:11.2f}")

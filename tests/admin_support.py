@@ -110,8 +110,10 @@ def total(samples: Samples, name: str, **labels: str) -> float:
     return sum(v for (n, ls), v in samples.items() if n == name and want <= set(ls))
 
 
-async def until_gauge(server: ServerProcess, name: str, value: float) -> None:
+async def until_gauge(
+    server: ServerProcess, name: str, value: float, timeout_s: float = 10
+) -> None:
     """Closes are noticed by the server after the client's close returns: poll, bounded."""
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(timeout_s):
         while total(await scrape(server), name) != value:  # noqa: ASYNC110 (another process)
             await asyncio.sleep(0.05)
