@@ -21,6 +21,7 @@ import selectors
 import weakref
 from typing import Any
 
+from websockets.asyncio.connection import Connection
 from websockets.asyncio.server import ServerConnection
 
 READY_PER_TURN = 16
@@ -97,16 +98,82 @@ class LobbySelector(selectors.EpollSelector):
         self._selector = self.lobby
 
 
+class Silent:
+    """Connections that have not sent a byte yet, oldest first.
+
+    websockets starts a handler task (with its handshake timeout) for every accepted
+    connection; 10,000 half-open connections were 10,000 tasks, coroutines, timers and
+    futures for the collector to walk while the players waited. ``LobbyConnection`` starts
+    its handler at the first byte instead; until then it is one entry here, and one timer
+    for all of them closes those still silent after the handshake timeout.
+    """
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self.waiting: dict[LobbyConnection, float] = {}  # insertion order = deadline order
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, conn: LobbyConnection) -> None:
+        self.waiting[conn] = conn.loop.time() + self.timeout_s
+        if self._timer is None:
+            self._timer = conn.loop.call_later(self.timeout_s, self._sweep, conn.loop)
+
+    def discard(self, conn: LobbyConnection) -> None:
+        self.waiting.pop(conn, None)
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        now = loop.time()
+        while self.waiting:
+            conn, deadline = next(iter(self.waiting.items()))
+            if deadline > now:
+                self._timer = loop.call_at(deadline, self._sweep, loop)
+                return
+            del self.waiting[conn]
+            conn.transport.abort()
+
+    def close_all(self) -> None:
+        """At shutdown: websockets' server only knows the connections it started handling."""
+        for conn in list(self.waiting):
+            conn.transport.abort()
+        self.waiting.clear()
+
+
 class LobbyConnection(ServerConnection):
-    """A websockets server connection that starts in the lobby (see ``out_of_lobby``)."""
+    """A websockets server connection that starts in the lobby (see ``out_of_lobby``) and
+    whose handler starts with its first byte (see ``Silent``)."""
+
+    silent: Silent | None = None  # set by ``lobby_connection``; None: the handler starts at once
+    _handled = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
+        if self.silent is None:
+            super().connection_made(transport)
+            self._handled = True
+        else:  # ServerConnection.connection_made without starting the handler task
+            Connection.connection_made(self, transport)
+            self.silent.add(self)
         to_lobby(self)
 
+    def data_received(self, data: bytes) -> None:
+        if not self._handled:
+            self._handled = True
+            assert self.silent is not None
+            self.silent.discard(self)
+            handler = self.loop.create_task(self.server.handler(self))
+            self.server.handler_tasks.add(handler)
+        super().data_received(data)
+
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.silent is not None:
+            self.silent.discard(self)
         out_of_lobby(self)  # its fd number will be reused
         super().connection_lost(exc)
+
+
+def lobby_connection(silent: Silent) -> type[LobbyConnection]:
+    """The ``create_connection`` class for ``websockets.serve`` that waits in ``silent``."""
+    return type("SilentLobbyConnection", (LobbyConnection,), {"silent": silent})
 
 
 _LOBBIES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Lobby] = weakref.WeakKeyDictionary()

@@ -22,7 +22,7 @@ from protocol import codec
 from protocol.errors import ErrorCode
 from protocol.messages import Error
 from server.actorsys import Runtime
-from server.admission import LobbyConnection, lobby_size
+from server.admission import Silent, lobby_connection, lobby_size
 from server.bridge import Bridge
 from server.config import Settings
 from server.connection import Connection, ConnState, TokenBucket
@@ -65,6 +65,7 @@ class Gateway:
             guard=self.guard,
         )
         self.connections: set[Connection] = set()
+        self.silent = Silent(settings.handshake_timeout_s)
         self.draining = False
         self._server: Server | None = None
         self.port = 0
@@ -85,7 +86,7 @@ class Gateway:
             self.settings.host,
             self.settings.port,
             process_request=self._admit,
-            create_connection=LobbyConnection,
+            create_connection=lobby_connection(self.silent),
             backlog=ACCEPT_PER_TURN,
             open_timeout=self.settings.handshake_timeout_s,
             max_size=self.settings.max_frame_bytes,
@@ -184,6 +185,7 @@ class Gateway:
             log.warning("%d commands still in flight at shutdown", self.bridge.in_flight())
         if self._server is not None:
             self._server.close(close_connections=True)
+            self.silent.close_all()
             try:  # a handshake still in progress would otherwise hold us to its timeout
                 await asyncio.wait_for(self._server.wait_closed(), CLOSE_WAIT_S)
             except TimeoutError:

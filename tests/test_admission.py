@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import selectors
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import msgpack
 import pytest
@@ -13,7 +13,7 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 
 from server import admission
-from server.admission import LobbyConnection, LobbySelector
+from server.admission import LobbyConnection, LobbySelector, Silent, lobby_connection
 from server.client import quick_client
 from tests.server_harness import ServerProcess
 
@@ -130,6 +130,60 @@ def test_elsewhere_the_lobby_functions_do_nothing() -> None:
                 assert await client.recv() == b"hi"
 
     asyncio.run(scenario())
+
+
+async def _turns_until(check: Callable[[], bool]) -> None:
+    """Lets the server's side of the loop run (accepts, reads) until ``check`` holds."""
+    async with asyncio.timeout(5):
+        while not check():  # noqa: ASYNC110 (no event to wait for: the loop's own callbacks)
+            await asyncio.sleep(0)
+
+
+UPGRADE = (
+    b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+async def test_a_silent_connection_has_no_handler_until_its_first_byte_and_is_closed_in_time() -> (
+    None
+):
+    silent = Silent(timeout_s=0.5)
+
+    async def handler(ws: ServerConnection) -> None:
+        await ws.send(b"hi")
+
+    async with serve(handler, "127.0.0.1", 0, create_connection=lobby_connection(silent)) as srv:
+        port = srv.sockets[0].getsockname()[1]
+        mute_reader, mute = await asyncio.open_connection("127.0.0.1", port)
+        slow_reader, slow = await asyncio.open_connection("127.0.0.1", port)
+        await _turns_until(lambda: len(silent.waiting) == 2)  # accepted, neither handled
+        assert srv.handler_tasks == set()
+        slow.write(UPGRADE[:10])  # its first bytes start its handler
+        await _turns_until(lambda: len(srv.handler_tasks) == 1)
+        assert len(silent.waiting) == 1
+        slow.write(UPGRADE[10:])
+        status = await asyncio.wait_for(slow_reader.readline(), 5)
+        assert status.startswith(b"HTTP/1.1 101")
+        assert await asyncio.wait_for(mute_reader.read(), 5) == b""  # closed after 0.5 s
+        assert silent.waiting == {}
+        slow.close()
+        mute.close()
+
+
+async def test_silent_connections_are_closed_at_shutdown() -> None:
+    silent = Silent(timeout_s=60)
+
+    async def handler(ws: ServerConnection) -> None:
+        await ws.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0, create_connection=lobby_connection(silent)) as srv:
+        port = srv.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        await _turns_until(lambda: len(silent.waiting) == 1)
+        silent.close_all()
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        writer.close()
 
 
 async def test_every_client_in_a_busy_lobby_is_answered_in_order_and_players_play_on(
