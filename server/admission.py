@@ -141,32 +141,28 @@ class Silent:
 
 class LobbyConnection(ServerConnection):
     """A websockets server connection that starts in the lobby (see ``out_of_lobby``) and
-    whose handler starts with its first byte (see ``Silent``)."""
+    whose handler starts with its first byte (see ``Silent``); ``lobby_connection`` makes
+    the class, bound to its ``Silent``."""
 
-    silent: Silent | None = None  # set by ``lobby_connection``; None: the handler starts at once
+    silent: Silent
     _handled = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if self.silent is None:
-            super().connection_made(transport)
-            self._handled = True
-        else:  # ServerConnection.connection_made without starting the handler task
-            Connection.connection_made(self, transport)
-            self.silent.add(self)
+        # ServerConnection.connection_made without starting the handler task
+        Connection.connection_made(self, transport)
+        self.silent.add(self)
         to_lobby(self)
 
     def data_received(self, data: bytes) -> None:
         if not self._handled:
             self._handled = True
-            assert self.silent is not None
             self.silent.discard(self)
             handler = self.loop.create_task(self.server.handler(self))
             self.server.handler_tasks.add(handler)
         super().data_received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.silent is not None:
-            self.silent.discard(self)
+        self.silent.discard(self)
         out_of_lobby(self)  # its fd number will be reused
         super().connection_lost(exc)
 

@@ -13,7 +13,7 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 
 from server import admission
-from server.admission import LobbyConnection, LobbySelector, Silent, lobby_connection
+from server.admission import LobbySelector, Silent, lobby_connection
 from server.client import quick_client
 from tests.server_harness import ServerProcess
 
@@ -31,16 +31,25 @@ def _ready_fds(sel: selectors.BaseSelector) -> set[int]:
     return {key.fd for key, _ in sel.select(0)}
 
 
+def _all_ready(
+    pairs: list[tuple[socket.socket, socket.socket]], cap: int, players: int = 0
+) -> LobbySelector:
+    """A selector with every pair's first socket registered and ready to read (its byte
+    is never read): the first ``players`` served every turn, the others in the lobby."""
+    sel = LobbySelector(cap=cap)
+    for i, (a, b) in enumerate(pairs):
+        if i >= players:
+            sel.lobby.enter(a.fileno())
+        sel.register(a, selectors.EVENT_READ)
+        b.send(b"x")
+    return sel
+
+
 def test_a_turn_takes_every_ready_socket_but_only_cap_from_the_lobby(
     pairs: list[tuple[socket.socket, socket.socket]],
 ) -> None:
-    sel = LobbySelector(cap=3)
-    players, lobby = pairs[:4], pairs[4:]
-    for a, _ in lobby:
-        sel.lobby.enter(a.fileno())
-    for a, b in pairs:
-        sel.register(a, selectors.EVENT_READ)
-        b.send(b"x")
+    sel = _all_ready(pairs, cap=3, players=4)
+    players = pairs[:4]
     ready = _ready_fds(sel)
     assert {a.fileno() for a, _ in players} <= ready
     assert len(ready - {a.fileno() for a, _ in players}) == 3
@@ -50,11 +59,7 @@ def test_a_turn_takes_every_ready_socket_but_only_cap_from_the_lobby(
 def test_the_lobby_serves_its_ready_sockets_in_turn(
     pairs: list[tuple[socket.socket, socket.socket]],
 ) -> None:
-    sel = LobbySelector(cap=3)
-    for a, b in pairs:
-        sel.lobby.enter(a.fileno())
-        sel.register(a, selectors.EVENT_READ)
-        b.send(b"x")  # never read: each stays ready
+    sel = _all_ready(pairs, cap=3)
     seen: set[int] = set()
     for _ in range(4):  # 12 ready sockets, 3 a turn
         turn = _ready_fds(sel)
@@ -67,11 +72,7 @@ def test_the_lobby_serves_its_ready_sockets_in_turn(
 def test_a_socket_that_leaves_the_lobby_is_served_every_turn(
     pairs: list[tuple[socket.socket, socket.socket]],
 ) -> None:
-    sel = LobbySelector(cap=1)
-    for a, b in pairs:
-        sel.lobby.enter(a.fileno())
-        sel.register(a, selectors.EVENT_READ)
-        b.send(b"x")
+    sel = _all_ready(pairs, cap=1)
     player = pairs[5][0].fileno()
     sel.lobby.leave(player)
     for _ in range(5):
@@ -80,7 +81,7 @@ def test_a_socket_that_leaves_the_lobby_is_served_every_turn(
     sel.unregister(pairs[0][0])  # a lobby socket
     sel.unregister(pairs[5][0])
     assert player not in _ready_fds(sel)
-    assert pairs[0][0].fileno() not in {fd for fd in sel.lobby.where}
+    assert pairs[0][0].fileno() not in sel.lobby.where
     sel.close()
 
 
@@ -96,7 +97,9 @@ def test_a_websocket_waits_in_the_lobby_until_let_out_and_is_forgotten_when_clos
                 if frame == b"leave":
                     admission.out_of_lobby(ws)
 
-        async with serve(handler, "127.0.0.1", 0, create_connection=LobbyConnection) as srv:
+        async with serve(
+            handler, "127.0.0.1", 0, create_connection=lobby_connection(Silent(10))
+        ) as srv:
             port = srv.sockets[0].getsockname()[1]
             async with connect(f"ws://127.0.0.1:{port}/") as client:
                 await client.send(b"one")
@@ -124,7 +127,9 @@ def test_elsewhere_the_lobby_functions_do_nothing() -> None:
             admission.out_of_lobby(ws)
             await ws.send(b"hi")
 
-        async with serve(handler, "127.0.0.1", 0, create_connection=LobbyConnection) as srv:
+        async with serve(
+            handler, "127.0.0.1", 0, create_connection=lobby_connection(Silent(10))
+        ) as srv:
             port = srv.sockets[0].getsockname()[1]
             async with connect(f"ws://127.0.0.1:{port}/") as client:
                 assert await client.recv() == b"hi"
