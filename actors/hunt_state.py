@@ -47,9 +47,8 @@ class Recent:
     def __init__(
         self, by_cmd: immutables.Map[CommandId, bytes] | None = None, next_n: int = 0
     ) -> None:
-        self._by_cmd = (
-            by_cmd if by_cmd is not None else immutables.Map()
-        )  # cmd -> packed (n, reply)
+        # cmd -> packed (n, reply)
+        self._by_cmd = immutables.Map() if by_cmd is None else by_cmd
         self._next = next_n
 
     def _unpack(self, packed: bytes) -> tuple[int, Any] | None:
@@ -57,14 +56,16 @@ class Recent:
         n, data = msgpack.unpackb(packed)
         return (n, data) if n >= self._next - RECENT_IDS_PER_PLAYER else None
 
-    def get(self, cmd: CommandId) -> Reply | None:
+    def _entry(self, cmd: CommandId) -> tuple[int, Any] | None:
         packed = self._by_cmd.get(cmd)
-        entry = None if packed is None else self._unpack(packed)
+        return None if packed is None else self._unpack(packed)
+
+    def get(self, cmd: CommandId) -> Reply | None:
+        entry = self._entry(cmd)
         return None if entry is None else Reply.from_data(entry[1])
 
     def add(self, cmd: CommandId, reply: Reply) -> Recent:
-        packed = self._by_cmd.get(cmd)
-        known = None if packed is None else self._unpack(packed)
+        known = self._entry(cmd)
         if known is not None:  # as a dict would: the new reply, the old place
             value = msgpack.packb((known[0], reply.to_data()))
             return Recent(self._by_cmd.set(cmd, value), self._next)
