@@ -21,10 +21,13 @@ from thespian.actors import (
     Actor,
     ActorExitRequest,
     ChildActorExited,
+    ThespianWatch,
     WakeupMessage,
+    WatchMessage,
 )
 
 from actors import admin, thespian_fixes  # noqa: F401  (patches Thespian on import)
+from actors.channel import ChannelServer, Endpoint
 from actors.inspection import inspect_shard, rss_kb
 from actors.messages import (
     CommandBatch,
@@ -62,15 +65,26 @@ class ShardHost(Actor):  # type: ignore[misc]
         self.gateways: dict[str, Any] = {}
         self.early: list[tuple[Any, Any]] = []
         self.flush_due = False
+        self.channel: ChannelServer | None = None
         self.started = time.monotonic()
         self.samples: deque[tuple[float, int]] = deque(maxlen=21)  # ~5 s of ticks
 
-    def receiveMessage(self, msg: Any, sender: Any) -> None:
+    def receiveMessage(self, msg: Any, sender: Any) -> ThespianWatch | None:
+        self._receive(msg, sender)
+        # Thespian watches the returned sockets until the next message (each must return them).
+        return ThespianWatch(self.channel.filenos()) if self.channel is not None else None
+
+    def _receive(self, msg: Any, sender: Any) -> None:
         if self.core is None and isinstance(msg, CommandBatch):
             self.early.append((msg, sender))  # arrived before our settings
         elif isinstance(msg, CommandBatch):
-            self.gateways[msg.gateway] = msg.reply_to
+            if msg.reply_to is not None:
+                self.gateways[msg.gateway] = msg.reply_to
             self._stage(msg)
+        elif isinstance(msg, WatchMessage) and self.channel is not None:
+            for _, batch in self.channel.ready(msg.ready):
+                if isinstance(batch, CommandBatch):
+                    self._stage(batch)
         elif isinstance(msg, WakeupMessage) and msg.payload == FLUSH:
             self.flush_due = False
             self._emit(self._core().flush())
@@ -81,7 +95,9 @@ class ShardHost(Actor):  # type: ignore[misc]
                 self.wakeupAfter(timedelta(seconds=self.settings.tick_s))
         elif isinstance(msg, ShardSettings):
             self._start(msg)
-            self.send(sender, InspectReply(True, {"index": msg.index, "pid": os.getpid()}))
+            assert self.channel is not None
+            facts = {"index": msg.index, "pid": os.getpid(), "channel": self.channel.endpoint}
+            self.send(sender, InspectReply(True, facts))
             for early, early_sender in self.early:
                 self.receiveMessage(early, early_sender)
             self.early.clear()
@@ -89,11 +105,16 @@ class ShardHost(Actor):  # type: ignore[misc]
             self.gateways[msg.gateway] = msg.address
         elif isinstance(msg, Inspect):
             self.send(sender, replace(self._inspect(msg), ref=msg.ref))
-        elif isinstance(msg, ActorExitRequest) and self.core is not None:
-            self.core.store.close()
+        elif isinstance(msg, ActorExitRequest):
+            if self.channel is not None:
+                self.channel.close()
+                self.channel = None
+            if self.core is not None:
+                self.core.store.close()
 
     def _start(self, settings: ShardSettings) -> None:
         self.settings = settings
+        self.channel = ChannelServer(os.environ.get("THESPIAN_BASE_IPADDR", "127.0.0.1"))
         store = open_store(settings.store)
         self.core = ShardCore(
             settings.index,
@@ -124,11 +145,13 @@ class ShardHost(Actor):  # type: ignore[misc]
         return self.core
 
     def _emit(self, out: Output) -> None:
-        # One message per gateway per flush: Thespian waits for each message's ack.
+        """One batch per gateway per flush, on its channel (through Thespian if it has none:
+        what a lost stream misses, the gateway asks for again when it reconnects)."""
         for gw in out.replies.keys() | out.events.keys():
-            if gw in self.gateways:
-                replies, events = out.replies.get(gw, []), out.events.get(gw, [])
-                self.send(self.gateways[gw], ReplyBatch(replies, events))
+            batch = ReplyBatch(out.replies.get(gw, []), out.events.get(gw, []))
+            sent = self.channel is not None and self.channel.send(gw, batch)
+            if not sent and gw in self.gateways:
+                self.send(self.gateways[gw], batch)
 
     def _inspect(self, msg: Inspect) -> InspectReply:
         args = msg.args
@@ -164,6 +187,7 @@ class Director(Actor):  # type: ignore[misc]
         self.template: ShardSettings | None = None
         self.shards: list[Any] = []
         self.pids: list[int] = []
+        self.channels: list[Endpoint | None] = []
         self.gateways: dict[str, Any] = {}
         self.restarts = 0
         self.requester: Any = None
@@ -178,7 +202,7 @@ class Director(Actor):  # type: ignore[misc]
             self.gateways[msg.gateway] = msg.address
             for shard in self.shards:
                 self.send(shard, msg)
-            self.send(sender, ShardDirectory(list(self.shards)))
+            self.send(sender, self._directory())
         elif isinstance(msg, ChildActorExited) and not self.stopping:
             self._replace(msg.childAddress)
         elif isinstance(msg, Stopping | ActorExitRequest):
@@ -186,7 +210,7 @@ class Director(Actor):  # type: ignore[misc]
             if isinstance(msg, Stopping):
                 self.send(sender, InspectReply(True, {"stopping": True}))
         elif isinstance(msg, InspectReply) and isinstance(msg.data, dict) and "pid" in msg.data:
-            self._started(msg.data["index"], msg.data["pid"])
+            self._started(msg.data["index"], msg.data["pid"], msg.data.get("channel"))
         elif isinstance(msg, Inspect):
             self.send(sender, replace(self._inspect(msg), ref=msg.ref))
 
@@ -199,15 +223,21 @@ class Director(Actor):  # type: ignore[misc]
             self.send(shard, RegisterGateway(name, address))
         while len(self.pids) <= index:
             self.pids.append(0)
+            self.channels.append(None)
         self.pids[index] = 0
+        self.channels[index] = None
         return shard
 
-    def _started(self, index: int, pid: int) -> None:
+    def _directory(self) -> ShardDirectory:
+        return ShardDirectory(list(self.shards), list(self.channels))
+
+    def _started(self, index: int, pid: int, channel: Endpoint | None) -> None:
         self.pids[index] = pid
+        self.channels[index] = channel
         if 0 in self.pids:
             return
         if self.requester is not None:
-            self.send(self.requester, ShardDirectory(list(self.shards)))
+            self.send(self.requester, self._directory())
             self.requester = None
         self._announce(self.replaced)
         self.replaced = []
@@ -223,7 +253,7 @@ class Director(Actor):  # type: ignore[misc]
 
     def _announce(self, replaced: list[int]) -> None:
         for address in self.gateways.values():
-            self.send(address, ShardsChanged(list(self.shards), replaced))
+            self.send(address, ShardsChanged(list(self.shards), replaced, list(self.channels)))
 
     def _inspect(self, msg: Inspect) -> InspectReply:
         if msg.what == "director":

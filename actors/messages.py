@@ -68,9 +68,10 @@ class ShardSettings:
 
 @dataclass(slots=True)
 class ShardDirectory:
-    """The current address of every shard, sent by the Director."""
+    """The current address of every shard (and of its data channel), sent by the Director."""
 
     shards: list[Any]
+    channels: list[Any] = field(default_factory=list)  # Endpoint, or None if not started yet
 
 
 @dataclass(slots=True)
@@ -85,6 +86,7 @@ class ShardsChanged:
 
     shards: list[Any]
     replaced: list[int] = field(default_factory=list)
+    channels: list[Any] = field(default_factory=list)
 
 
 @dataclass(slots=True)

@@ -1,27 +1,33 @@
 """The bridge between the asyncio gateway and the Thespian shards.
 
-One sender thread per shard and one listener, each with its own private
-actor-system context (contexts are not safe to share). A Thespian ``tell``
-returns only once the shard has acknowledged the message, which it does
-between two of its messages, so a shard busy committing would hold up the
-requests to every other shard if one thread sent to all. The loop collects
-requests for one turn and hands each shard's sender one batch; what queues
-up while a send waits goes in the next one. Replies and events come back
-through ``call_soon_threadsafe``. When a shard is recreated, the requests in
-flight to it are sent again with the same ids (entities make that safe).
+Commands go to each shard, and replies and events come back, on the shard's
+data channel (``actors/channel.py``): one TCP stream per shard, written and
+read by the event loop itself. The loop collects requests for one turn and
+writes each shard one batch. Control messages (the shard directory, shards
+recreated) still come through Thespian, to one listener thread with its own
+private actor-system context; it also takes reply batches a shard had to
+send through Thespian because it had no stream to this gateway.
+
+Every request stays pending until answered. When a stream comes up (the
+first time, after it was lost, or to a recreated shard), the requests
+pending for that shard are written to it again with the same ids (entities
+make that safe), and the gateway resubscribes the hunts that shard hosts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import itertools
 import logging
-import queue
+import pickle
 import threading
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
+from actors.channel import Endpoint, FrameReader, frame, hello
 from actors.messages import (
     CommandBatch,
     RegisterGateway,
@@ -35,6 +41,45 @@ from actors.placement import shard_for
 
 log = logging.getLogger("treasure.bridge")
 EventSink = Callable[[list[tuple[str, int, bytes]]], None]
+RECONNECT_FIRST_S = 0.05
+RECONNECT_MAX_S = 1.0
+
+
+class ShardLink(asyncio.Protocol):
+    """The gateway's end of one shard's data channel."""
+
+    def __init__(self, bridge: Bridge, index: int, endpoint: Endpoint) -> None:
+        self.bridge, self.index, self.endpoint = bridge, index, endpoint
+        self.transport: asyncio.Transport | None = None
+        self.reader = FrameReader()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(hello(self.endpoint.token, self.bridge.gateway_id))
+
+    def send(self, requests: list[Request]) -> None:
+        assert self.transport is not None
+        self.transport.write(frame(CommandBatch(self.bridge.gateway_id, None, requests)))
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            payloads = self.reader.feed(data)
+        except Exception as exc:
+            log.error("shard %d broke its channel's framing: %s", self.index, exc)
+            self.close()
+            return
+        for payload in payloads:
+            msg = pickle.loads(payload)
+            if isinstance(msg, ReplyBatch):
+                self.bridge._on_batch(msg)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.bridge._link_lost(self, exc)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
 
 
 class Bridge:
@@ -43,15 +88,16 @@ class Bridge:
         self.gateway_id = gateway_id
         self.on_events: EventSink = lambda events: None
         self.on_shards_changed: Callable[[list[int]], None] = lambda replaced: None
+        self.channels: list[Endpoint | None] = [None] * len(self.shards)
         self._ids = itertools.count(1)
         self._pending: dict[int, tuple[asyncio.Future[dict[str, Any]], int, Request]] = {}
         self._outbox: dict[int, list[Request]] = defaultdict(list)
         self._flush_scheduled = False
-        self._sendqs: list[queue.SimpleQueue[list[Request] | None]] = [
-            queue.SimpleQueue() for _ in self.shards
-        ]
+        self._links: dict[int, ShardLink] = {}
+        self._connecting: dict[int, asyncio.Task[None]] = {}
+        self._ever_linked: set[int] = set()
         self._running = False
-        self._threads: list[threading.Thread] = []
+        self._listener: threading.Thread | None = None
         self._address: Any = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.batches_sent = 0
@@ -63,28 +109,30 @@ class Bridge:
         return len(self.shards)
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Registers with the Director, then opens every shard's channel (from ``loop``)."""
         self.loop, self._running = loop, True
         ready = threading.Event()
-        listener = threading.Thread(target=self._listen, args=(ready,), name="bridge-listen")
-        listener.start()
+        self._listener = threading.Thread(target=self._listen, args=(ready,), name="bridge-listen")
+        self._listener.start()
         ready.wait(30)
-        senders = [
-            threading.Thread(target=self._send, args=(i,), name=f"bridge-send-{i}")
-            for i in range(self.count)
-        ]
-        for t in senders:
-            t.start()
-        self._threads = [listener, *senders]
+        for index in range(self.count):
+            self._connect(index)
 
     def stop(self) -> None:
+        """Closes the channels and stops the listener; safe from any thread."""
         self._running = False
-        for q in self._sendqs:
-            q.put(None)
-        for t in self._threads:
-            t.join(10)
+        if self.loop is not None and not self.loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop stopped meanwhile
+                self.loop.call_soon_threadsafe(self._close_links)
+        if self._listener is not None:
+            self._listener.join(10)
 
     def in_flight(self) -> int:
         return len(self._pending)
+
+    def linked(self) -> list[int]:
+        """The shards whose channel is up."""
+        return sorted(self._links)
 
     # ---- loop side ------------------------------------------------------------
 
@@ -117,10 +165,14 @@ class Bridge:
             self.loop.call_soon(self._flush)
 
     def _flush(self) -> None:
+        """One batch per shard; a shard without a channel gets its requests when it has one."""
         self._flush_scheduled = False
         outbox, self._outbox = self._outbox, defaultdict(list)
         for index, requests in outbox.items():
-            self._sendqs[index].put(requests)
+            link = self._links.get(index)
+            if link is not None:
+                link.send(requests)
+                self.batches_sent += 1
 
     def _on_batch(self, batch: ReplyBatch) -> None:
         self._on_replies(batch.replies)
@@ -136,38 +188,76 @@ class Bridge:
 
     def _on_shards_changed(self, msg: ShardsChanged) -> None:
         self.shards = list(msg.shards)
-        for req_id, (fut, index, req) in list(self._pending.items()):
-            if index in msg.replaced and not fut.done():
-                log.warning("resending request %d to recreated shard %d", req_id, index)
-                self._queue(index, req)
-        self.on_shards_changed(msg.replaced)
+        for index, endpoint in enumerate(msg.channels):
+            if endpoint != self.channels[index]:
+                self.channels[index] = endpoint
+                link = self._links.pop(index, None)
+                if link is not None:
+                    link.close()
+                self._connect(index)
 
-    # ---- threads ----------------------------------------------------------------
+    # ---- channels -------------------------------------------------------------
 
-    def _send(self, index: int) -> None:
-        sendq = self._sendqs[index]
-        with self.asys.private() as ctx:
-            while True:
-                requests = sendq.get()
-                if requests is None:
+    def _connect(self, index: int) -> None:
+        assert self.loop is not None
+        task = self._connecting.pop(index, None)
+        if task is not None:
+            task.cancel()
+        if self._running and index not in self._links:
+            self._connecting[index] = self.loop.create_task(self._connect_until_up(index))
+
+    async def _connect_until_up(self, index: int) -> None:
+        """Until the channel is up, or the Director announces another endpoint (a
+        recreated shard), which starts a new attempt."""
+        assert self.loop is not None
+        delay = RECONNECT_FIRST_S
+        while self._running:
+            endpoint = self.channels[index]
+            if endpoint is not None:
+                try:
+                    make = functools.partial(ShardLink, self, index, endpoint)
+                    _, link = await self.loop.create_connection(make, endpoint.host, endpoint.port)
+                except OSError as exc:
+                    log.warning("cannot open the channel of shard %d: %s", index, exc)
+                else:
+                    self._link_up(link)
                     return
-                while True:  # coalesce whatever queued up while the last send waited
-                    try:
-                        more = sendq.get_nowait()
-                    except queue.Empty:
-                        break
-                    if more is None:
-                        sendq.put(None)
-                        break
-                    requests = requests + more
-                self._tell(ctx, index, requests)
+            await asyncio.sleep(delay)  # back off: the shard is being recreated
+            delay = min(delay * 2, RECONNECT_MAX_S)
 
-    def _tell(self, ctx: Any, index: int, requests: list[Request]) -> None:
-        try:
-            ctx.tell(self.shards[index], CommandBatch(self.gateway_id, self._address, requests))
+    def _link_up(self, link: ShardLink) -> None:
+        index = link.index
+        self._connecting.pop(index, None)
+        self._links[index] = link
+        self._outbox.pop(index, None)  # all pending below, in the order they were submitted
+        again = [req for fut, i, req in self._pending.values() if i == index and not fut.done()]
+        if again:
+            if index in self._ever_linked:
+                log.warning("resending %d requests to shard %d", len(again), index)
+            link.send(again)
             self.batches_sent += 1
-        except Exception as exc:  # the shard may be gone; its requests are resent on restart
-            log.warning("sending %d requests to shard %d failed: %s", len(requests), index, exc)
+        if index in self._ever_linked:
+            # The shard may have stored events it never sent us: resubscribe, catch up.
+            self.on_shards_changed([index])
+        self._ever_linked.add(index)
+
+    def _link_lost(self, link: ShardLink, exc: Exception | None) -> None:
+        if self._links.get(link.index) is not link:
+            return  # a link we replaced or that never came up
+        del self._links[link.index]
+        if self._running:
+            log.warning("lost the channel of shard %d: %s", link.index, exc or "closed")
+            self._connect(link.index)
+
+    def _close_links(self) -> None:
+        for task in self._connecting.values():
+            task.cancel()
+        self._connecting.clear()
+        for link in list(self._links.values()):
+            link.close()
+        self._links.clear()
+
+    # ---- the listener thread --------------------------------------------------
 
     def _listen(self, ready: threading.Event) -> None:
         with self.asys.private() as ctx:
@@ -175,6 +265,7 @@ class Bridge:
             reply = ctx.ask(self.director, RegisterGateway(self.gateway_id, self._address), 30)
             if isinstance(reply, ShardDirectory):
                 self.shards = list(reply.shards)
+                self.channels = list(reply.channels) or [None] * len(self.shards)
             ready.set()
             assert self.loop is not None
             while self._running:

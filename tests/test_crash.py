@@ -278,7 +278,7 @@ async def test_a_command_in_flight_when_both_shards_die_is_resent_applied_and_pu
     await wait_recreated(srv, 2)
     solved = await asyncio.wait_for(solving, 20)
     assert solved.reply is not None and solved.reply.get("correct"), solved.reply
-    assert srv.log_has("resending request")
+    assert srv.log_has("requests to shard")  # resent on the new channel
     event = await org.wait_event(hunt, 4, within_s=5)
     assert event["kind"] == "clue_solved"
     again = await play.command("p0", t, solved.cid, hunt_id=hunt, **fields)
