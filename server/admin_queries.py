@@ -141,6 +141,7 @@ class AdminQueries:
             "players_online": len(gw.sessions.by_player),
             "in_flight": gw.bridge.in_flight(),
             "batches_sent": gw.bridge.batches_sent,
+            "channels_up": gw.bridge.linked(),
         }
 
     def _in_flight(self) -> dict[int, int]:

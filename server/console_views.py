@@ -57,7 +57,8 @@ def shards(data: dict[str, Any], out: Console) -> None:
     g = data["gateway"]
     out.print(
         f"gateway {g['id']}: {g['connections']} connections, {g['players_online']} players "
-        f"online, {g['in_flight']} requests in flight; director restarts {d['restarts']}"
+        f"online, {g['in_flight']} requests in flight, channels up to shards "
+        f"{g.get('channels_up', [])}; director restarts {d['restarts']}"
     )
 
 

@@ -46,6 +46,7 @@ async def test_one_shot_json_shows_what_the_clients_did(server: ServerProcess) -
         assert pids <= set(server.pids())
         assert all(s["up"] for s in shards["shards"])
         assert shards["gateway"]["players_online"] >= 3
+        assert shards["gateway"]["channels_up"] == list(range(len(shards["shards"])))
 
         player = game.players[0].player_id
         inspected = await console_json(server, "inspect", player)

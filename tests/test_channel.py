@@ -1,0 +1,208 @@
+"""The gateway-shard data channel: framing, the token, and the bridge's resend on a new stream.
+
+A real ``ChannelServer`` on 127.0.0.1 driven by a thread (as a shard's actor
+loop drives it) and the gateway's real ``Bridge`` on the test's event loop;
+only Thespian is left out (the crash tests cover a real shard's channel).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pickle
+import queue
+import select
+import socket
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import Future
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from actors.channel import (
+    HEADER,
+    MAX_FRAME,
+    ChannelError,
+    ChannelServer,
+    FrameReader,
+    frame,
+    hello,
+    raw_frame,
+)
+from actors.messages import CommandBatch, ReplyBatch, Request
+from server.bridge import Bridge
+
+TRIPPED: list[str] = []
+
+
+def _tripwire(what: str) -> None:
+    TRIPPED.append(what)
+
+
+class Trap:
+    """Unpickling this calls ``_tripwire``: proof that a pickle was read."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_tripwire, ("unpickled",))
+
+
+class FakeShard:
+    """A ChannelServer served by its own thread; answers each request unless holding."""
+
+    def __init__(self) -> None:
+        self.server = ChannelServer("127.0.0.1")
+        self.received: list[int] = []
+        self.holding = False
+        self.got = threading.Condition()
+        self._calls: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = queue.SimpleQueue()
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="fake-shard")
+        self._thread.start()
+
+    def call(self, fn: Callable[[], Any]) -> Any:
+        """Runs ``fn`` on the shard's thread (the server is not thread-safe)."""
+        done: Future[Any] = Future()
+        self._calls.put((fn, done))
+        return done.result(10)
+
+    def wait_received(self, count: int) -> None:
+        with self.got:
+            assert self.got.wait_for(lambda: len(self.received) >= count, 10), self.received
+
+    def drop_streams(self) -> None:
+        def drop() -> None:
+            for fd in self.server.filenos()[1:]:  # as if the network dropped them
+                with socket.socket(fileno=os.dup(fd)) as sock:
+                    sock.shutdown(socket.SHUT_RDWR)
+
+        self.call(drop)
+
+    def stop(self) -> None:
+        self._stop = True
+        self._thread.join(10)
+        self.server.close()
+
+    def _run(self) -> None:
+        while not self._stop:
+            while not self._calls.empty():
+                fn, done = self._calls.get()
+                done.set_result(fn())
+            ready, _, _ = select.select(self.server.filenos(), [], [], 0.05)
+            for gateway, batch in self.server.ready(ready):
+                assert isinstance(batch, CommandBatch)
+                with self.got:
+                    self.received += [r.req for r in batch.requests]
+                    self.got.notify_all()
+                if not self.holding:
+                    replies = [(r.req, {"t": "ok", "entity": r.entity}) for r in batch.requests]
+                    self.server.send(gateway, ReplyBatch(replies))
+
+
+@pytest.fixture
+def shard() -> Iterator[FakeShard]:
+    s = FakeShard()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+async def bridge(shard: FakeShard) -> AsyncIterator[Bridge]:
+    b = Bridge(None, None, [None], "gw-test")
+    b.loop, b._running = asyncio.get_running_loop(), True
+    b.channels = [shard.server.endpoint]
+    b._connect(0)
+    yield b
+    b._running = False
+    b._close_links()
+    await asyncio.sleep(0)  # one turn: the transports' connection_lost
+
+
+# ---- framing ----------------------------------------------------------------------------
+
+
+@given(
+    st.lists(st.binary(max_size=300), max_size=8),
+    st.lists(st.integers(min_value=1, max_value=64), min_size=1, max_size=20),
+)
+def test_frames_come_out_whole_however_the_stream_is_split(
+    payloads: list[bytes], cuts: list[int]
+) -> None:
+    stream = b"".join(raw_frame(p) for p in payloads)
+    reader, out, pos, i = FrameReader(), [], 0, 0
+    while pos < len(stream):
+        step = cuts[i % len(cuts)]
+        out += reader.feed(stream[pos : pos + step])
+        pos, i = pos + step, i + 1
+    assert out == payloads
+
+
+def test_a_frame_over_the_limit_is_refused_before_it_is_read() -> None:
+    with pytest.raises(ChannelError):
+        FrameReader().feed(HEADER.pack(MAX_FRAME + 1) + b"x")
+
+
+# ---- the token ----------------------------------------------------------------------------
+
+
+REQ = Request(7, "hunt", "h7", None)
+
+
+def _refused(shard: FakeShard, first: bytes) -> bytes:
+    """Sends ``first`` then a trap pickle; returns what the shard sends back before closing."""
+    ep = shard.server.endpoint
+    with socket.create_connection((ep.host, ep.port), timeout=10) as sock:
+        sock.sendall(first + frame(Trap()))
+        return sock.recv(100)
+
+
+def test_a_stream_with_a_wrong_token_is_closed_and_none_of_its_pickles_read(
+    shard: FakeShard,
+) -> None:
+    TRIPPED.clear()
+    assert _refused(shard, hello("0" * 32, "intruder")) == b""
+    assert _refused(shard, frame(Trap())) == b""  # a pickle first, no token at all
+    assert TRIPPED == []
+    assert shard.call(lambda: shard.server.filenos()[1:]) == []
+
+
+def test_the_token_lets_a_stream_in(shard: FakeShard) -> None:
+    ep = shard.server.endpoint
+    with socket.create_connection((ep.host, ep.port), timeout=10) as sock:
+        sock.sendall(hello(ep.token, "gw-raw") + frame(CommandBatch("gw-raw", None, [REQ])))
+        reader, got = FrameReader(), []
+        while not got:
+            got = reader.feed(sock.recv(65536))
+    assert pickle.loads(got[0]) == ReplyBatch([(7, {"t": "ok", "entity": "h7"})])
+
+
+# ---- the bridge -----------------------------------------------------------------------------
+
+
+async def test_requests_are_answered_in_the_order_submitted(bridge: Bridge) -> None:
+    """Submitted at once, before the channel is even up: written when it is."""
+    futs = [bridge.submit("hunt", f"h{i}", None) for i in range(200)]
+    replies = await asyncio.wait_for(asyncio.gather(*futs), 10)
+    assert [r["entity"] for r in replies] == [f"h{i}" for i in range(200)]
+    assert bridge.in_flight() == 0 and bridge.linked() == [0]
+
+
+async def test_a_lost_stream_is_reopened_and_what_was_pending_resent(
+    bridge: Bridge, shard: FakeShard
+) -> None:
+    await asyncio.wait_for(bridge.submit("hunt", "warm", None), 10)
+    resubscribed: list[list[int]] = []
+    bridge.on_shards_changed = resubscribed.append
+    shard.holding = True
+    futs = [bridge.submit("hunt", f"h{i}", None) for i in range(5)]
+    await asyncio.to_thread(shard.wait_received, 6)
+    assert not any(f.done() for f in futs)
+    shard.holding = False
+    await asyncio.to_thread(shard.drop_streams)
+    replies = await asyncio.wait_for(asyncio.gather(*futs), 10)
+    assert [r["entity"] for r in replies] == [f"h{i}" for i in range(5)]
+    first = shard.received[1:6]
+    assert shard.received[6:] == first  # the same ids again, in the same order
+    assert resubscribed == [[0]]  # the gateway resubscribes the shard's hunts
