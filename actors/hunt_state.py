@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
@@ -78,13 +78,25 @@ class Recent:
 
     def items(self) -> Iterator[tuple[CommandId, Reply]]:
         """Oldest first."""
+        for cmd, data in self.data_items():
+            yield cmd, Reply.from_data(data)
+
+    @classmethod
+    def from_data_items(cls, items: Iterable[tuple[CommandId, Any]]) -> Recent:
+        """The inverse of ``data_items``."""
+        by_cmd = {cmd: msgpack.packb((n, data)) for n, (cmd, data) in enumerate(items)}
+        return cls(immutables.Map(by_cmd), len(by_cmd))
+
+    def data_items(self) -> list[tuple[CommandId, Any]]:
+        """Oldest first, each reply as ``Reply.to_data`` made it: what a snapshot stores,
+        without making and unmaking a ``Reply`` per entry (a snapshot writes 1,000)."""
         entries = []
         for cmd, packed in self._by_cmd.items():
             entry = self._unpack(packed)
             if entry is not None:
                 entries.append((entry[0], cmd, entry[1]))
-        for _, cmd, data in sorted(entries, key=lambda e: e[0]):
-            yield cmd, Reply.from_data(data)
+        entries.sort(key=lambda e: e[0])
+        return [(cmd, data) for _, cmd, data in entries]
 
     def __len__(self) -> int:
         return min(len(self._by_cmd), RECENT_IDS_PER_PLAYER, self._next)

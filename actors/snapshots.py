@@ -8,10 +8,10 @@ from typing import Any, cast
 import immutables
 import msgpack
 
-from actors.events import ClueDef, Reply
+from actors.events import ClueDef
 from actors.hunt_state import HuntState, Member, Phase, Recent
 from actors.player import PlayerState
-from protocol.messages import CommandId, HuntId, PlayerId
+from protocol.messages import HuntId, PlayerId
 
 SNAPSHOT_VERSION = 1
 
@@ -42,7 +42,7 @@ def hunt_to_bytes(state: HuntState, replies_version: int) -> bytes:
         "finished_reason": state.finished_reason,
         "members": [asdict(m) for m in state.members.values()],
         "seq": state.seq,
-        "recent": {p: {c: r.to_data() for c, r in rs.items()} for p, rs in state.recent.items()},
+        "recent": {p: dict(rs.data_items()) for p, rs in state.recent.items()},
         "replies_version": replies_version,
     }
     return _pack("hunt", body)
@@ -55,11 +55,8 @@ def hunt_from_bytes(raw: bytes) -> tuple[HuntState, int]:
         for m in b["members"]
     }
     recent: immutables.Map[PlayerId, Recent] = immutables.Map()
-    for p, rs in b["recent"].items():
-        mine = Recent()
-        for c, r in rs.items():  # oldest first
-            mine = mine.add(CommandId(c), Reply.from_data(r))
-        recent = recent.set(PlayerId(p), mine)
+    for p, rs in b["recent"].items():  # each oldest first
+        recent = recent.set(PlayerId(p), Recent.from_data_items(rs.items()))
     state = HuntState(
         HuntId(b["hunt_id"]),
         b["name"],

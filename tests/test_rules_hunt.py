@@ -1148,6 +1148,12 @@ def test_remembered_replies_behave_as_the_bounded_ordered_dict_they_replace() ->
         rebuilt = rebuilt.add(c, r)
     assert rebuilt == recent  # equal by content, however they were built
     assert rebuilt != history[-1]
+    restored = Recent.from_data_items(recent.data_items())  # what a snapshot does
+    assert restored == recent and len(restored) == RECENT_IDS_PER_PLAYER
+    newer = Reply(result={"i": -1})
+    assert list(restored.add(CommandId("new"), newer).items()) == list(
+        recent.add(CommandId("new"), newer).items()
+    )  # and it goes on as the original would: the oldest forgotten, the newest last
 
 
 def test_a_snapshot_keeps_the_remembered_replies_in_order() -> None:
