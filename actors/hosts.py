@@ -82,9 +82,15 @@ class ShardHost(Actor):  # type: ignore[misc]
                 self.gateways[msg.gateway] = msg.reply_to
             self._stage(msg)
         elif isinstance(msg, WatchMessage) and self.channel is not None:
+            # Group commit without a timer: all that is ready now, in one append;
+            # what arrives meanwhile waits in the sockets for the next.
+            staged = False
             for _, batch in self.channel.ready(msg.ready):
                 if isinstance(batch, CommandBatch):
-                    self._stage(batch)
+                    self._core().stage(batch.gateway, batch.requests)
+                    staged = True
+            if staged:
+                self._emit(self._core().flush())
         elif isinstance(msg, WakeupMessage) and msg.payload == FLUSH:
             self.flush_due = False
             self._emit(self._core().flush())
@@ -129,8 +135,8 @@ class ShardHost(Actor):  # type: ignore[misc]
         gc.set_threshold(GC_GEN0_THRESHOLD, 20, 20)
 
     def _stage(self, batch: CommandBatch) -> None:
-        """Decide now, commit when the window closes: every batch that arrives
-        meanwhile shares one append (one fsync)."""
+        """A batch that came through Thespian: decide now, commit when the window
+        closes; every batch that arrives meanwhile shares one append (one fsync)."""
         self._core().stage(batch.gateway, batch.requests)
         self._schedule_flush()
 
