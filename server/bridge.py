@@ -52,6 +52,7 @@ class ShardLink(asyncio.Protocol):
         self.bridge, self.index, self.endpoint = bridge, index, endpoint
         self.transport: asyncio.Transport | None = None
         self.reader = FrameReader()
+        self.lost = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -75,6 +76,7 @@ class ShardLink(asyncio.Protocol):
                 self.bridge._on_batch(msg)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
         self.bridge._link_lost(self, exc)
 
     def close(self) -> None:
@@ -217,11 +219,13 @@ class Bridge:
                 try:
                     make = functools.partial(ShardLink, self, index, endpoint)
                     _, link = await self.loop.create_connection(make, endpoint.host, endpoint.port)
-                except OSError as exc:
-                    log.warning("cannot open the channel of shard %d: %s", index, exc)
+                except OSError as exc:  # said once per outage, not at every retry
+                    level = logging.WARNING if delay == RECONNECT_FIRST_S else logging.DEBUG
+                    log.log(level, "cannot open the channel of shard %d: %s", index, exc)
                 else:
-                    self._link_up(link)
-                    return
+                    if not link.lost:  # it may have closed before this task resumed
+                        self._link_up(link)
+                        return
             await asyncio.sleep(delay)  # back off: the shard is being recreated
             delay = min(delay * 2, RECONNECT_MAX_S)
 
