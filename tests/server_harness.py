@@ -19,9 +19,25 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from server.procs import alive, children, pids_listening_on
+
 ROOT = Path(__file__).resolve().parents[1]
 READY = re.compile(r"ready at (wss?://[\d.]+:(\d+)/)")
 ADMIN = re.compile(r"admin endpoint at (http://[\d.]+:\d+)/")
+
+
+def ppid(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return 0
+
+
+def shard_pids(srv: ServerProcess) -> list[int]:
+    """Shards are the admin's grandchildren (admin -> Director -> ShardHost)."""
+    admins = [p for p in pids_listening_on(srv.admin_port) if ppid(p) == 1]
+    assert len(admins) == 1, f"admin of {srv.admin_port}: {pids_listening_on(srv.admin_port)}"
+    return sorted(g for c in children(admins[0]) for g in children(c) if alive(g))
 
 
 def free_port() -> int:

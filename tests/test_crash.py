@@ -25,9 +25,9 @@ from actors.ids import hunt_stream
 from persistence.base import AppendRequest
 from persistence.sqlite import SqliteEventStore
 from protocol.messages import PlayerId
-from server.procs import alive, children, pids_listening_on
+from server.procs import alive, pids_listening_on
 from tests.play import RESERVED, STATE_CHANGING, Play, comparable, solve_fields
-from tests.server_harness import ServerProcess, stop_server
+from tests.server_harness import ServerProcess, shard_pids, stop_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
@@ -52,20 +52,6 @@ def launch(
         srv.admin_port = admin_port
     servers.append(srv)
     return srv.start()
-
-
-def ppid(pid: int) -> int:
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except OSError:
-        return 0
-
-
-def shard_pids(srv: ServerProcess) -> list[int]:
-    """Shards are the admin's grandchildren (admin -> Director -> ShardHost)."""
-    admins = [p for p in pids_listening_on(srv.admin_port) if ppid(p) == 1]
-    assert len(admins) == 1, f"admin of {srv.admin_port}: {pids_listening_on(srv.admin_port)}"
-    return sorted(g for c in children(admins[0]) for g in children(c) if alive(g))
 
 
 async def wait_recreated(srv: ServerProcess, times: int) -> None:
