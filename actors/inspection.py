@@ -22,10 +22,10 @@ from actors.work import player_hunts
 from persistence.errors import StoreError
 
 MAILBOX_NOTE = (
-    "Thespian does not expose an actor's mailbox; a shard handles each batch to the "
-    "end before the next, so nothing of this entity waits inside the shard while it "
-    "answers. Requests still travelling to the shard are counted by the gateway "
-    "(in_flight)."
+    "Commands reach a shard on its channel from the gateway, and a shard handles all "
+    "that is ready to the end before it reads more, so nothing of this entity waits "
+    "inside the shard while it answers. Requests still on their way are counted by "
+    "the gateway (in_flight)."
 )
 EVENTS_LIMIT = 1000
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import resource
 import signal
@@ -12,16 +11,9 @@ from server import actorsys, admission
 from server.admin_app import start_admin
 from server.config import Settings
 from server.gateway import Gateway
+from server.procs import tune_gc
 
 log = logging.getLogger("treasure")
-GC_GEN0_THRESHOLD = 50_000
-
-
-def tune_gc() -> None:
-    """Fewer, cheaper collections: thousands of long-lived connection objects made the
-    collector's full passes show up as latency spikes."""
-    gc.freeze()  # what start-up made lives for the whole run
-    gc.set_threshold(GC_GEN0_THRESHOLD, 20, 20)
 
 
 def raise_open_files_limit() -> None:

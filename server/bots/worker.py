@@ -35,6 +35,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from server.bots.botclient import BotClient
 from server.bots.stats import Stats
 from server.client import ReplyTimeout
+from server.procs import tune_gc
 
 SCENARIOS = ("churn", "play", "idle", "fanout", "reconnect", "mixed")
 MIXED = ("play",) * 4 + ("churn",) * 3 + ("idle",) * 2 + ("reconnect",)
@@ -475,8 +476,12 @@ async def run_share(
         for b, role in pairs
     ]
     last = 0.0
+    tuned = False
     while not stop_requested():
         await asyncio.sleep(0.05)
+        if not tuned and time.time() >= spec.t0 + ramp:
+            tune_gc()  # after the ramp-up: the bots' own GC pauses would count as latency
+            tuned = True
         if time.monotonic() - last >= every_s:
             last = time.monotonic()
             progress(snapshot(ctx))
