@@ -32,6 +32,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -161,6 +162,7 @@ def against_server(preset: str, out_dir: Path, shards: int) -> dict[str, Any]:
         procs = len(server.pids())
     finally:
         stop_server(server)
+        shutil.rmtree(data.parent, ignore_errors=True)  # the reports stay, the data goes
     left = server.pids()
     return {
         "report": report,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -83,11 +84,12 @@ def main() -> int:
         bots += ["--bots", str(args.bots), "--rate", str(args.rate), "--ramp-up", "10"]
         bots += ["--duration", str(duration), "--json", str(report_path), "--quiet"]
         subprocess.run(bots, cwd=ROOT, check=False, timeout=duration + 300)
+        report = json.loads(report_path.read_text())
     finally:
         stop.set()
         sampler.join()
         stop_server(server)
-    report = json.loads(report_path.read_text())
+        shutil.rmtree(work, ignore_errors=True)
     return verdict(report, samples, args)
 
 
