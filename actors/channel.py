@@ -19,12 +19,15 @@ gets nothing unpickled.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hmac
 import logging
 import pickle
 import secrets
 import socket
 import struct
+import termios
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,6 +114,14 @@ class ChannelServer:
 
     def filenos(self) -> list[int]:
         return [self._listener.fileno(), *self._peers]
+
+    def backlog(self) -> int:
+        """Bytes the gateways wrote that the shard has not read yet: its queue of commands."""
+        waiting = 0
+        for fd in self._peers:
+            with contextlib.suppress(OSError):
+                waiting += struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0" * 4))[0]
+        return waiting
 
     def connected(self, gateway: str) -> bool:
         return gateway in self._by_gateway

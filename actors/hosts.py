@@ -181,7 +181,11 @@ class ShardHost(Actor):  # type: ignore[misc]
         if len(self.samples) >= 2:
             (t0, m0), (t1, m1) = self.samples[0], self.samples[-1]
             rate = (m1 - m0) / (t1 - t0) if t1 > t0 else 0.0
-        return {"msgs_per_s": round(rate, 1), "uptime_s": round(time.monotonic() - self.started)}
+        return {
+            "msgs_per_s": round(rate, 1),
+            "uptime_s": round(time.monotonic() - self.started),
+            "backlog_bytes": self.channel.backlog() if self.channel is not None else 0,
+        }
 
 
 class Director(Actor):  # type: ignore[misc]

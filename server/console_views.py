@@ -37,21 +37,23 @@ def _mb(kb: int) -> str:
 def shards(data: dict[str, Any], out: Console) -> None:
     d = data["director"]
     table = Table(title="actors")
-    for head in ("actor", "pid", "hunts", "players", "in flight", "msgs/s", "batches", "memory"):
+    heads = ("actor", "pid", "hunts", "players", "in flight", "unread B", "msgs/s", "batches")
+    for head in (*heads, "memory"):
         table.add_column(head)
-    table.add_row("director", str(d["pid"]), "-", "-", "-", "-", "-", _mb(d["memory_kb"]))
+    table.add_row("director", str(d["pid"]), "-", "-", "-", "-", "-", "-", _mb(d["memory_kb"]))
     for s in data["shards"]:
         name = f"shard {s['index']}"
         if not s.get("up"):
-            dead = (name, str(s["pid"]), "", "", str(s["in_flight"]), "", "DEAD")
+            dead = (name, str(s["pid"]), "", "", str(s["in_flight"]), "", "", "DEAD")
             table.add_row(*dead, escape(s["error"]))
             continue
         avg = s["messages"] / s["batches"] if s["batches"] else 0.0
         batches = f"{s['batches']} (avg {avg:.1f}, max {s['largest_batch']})"
         e = s["entities"]
         row = (name, str(s["pid"]), str(e.get("hunt", 0)), str(e.get("player", 0)))
+        unread = str(s.get("backlog_bytes", 0))  # commands the shard has yet to read
         table.add_row(
-            *row, str(s["in_flight"]), f"{s['msgs_per_s']:g}", batches, _mb(s["memory_kb"])
+            *row, str(s["in_flight"]), unread, f"{s['msgs_per_s']:g}", batches, _mb(s["memory_kb"])
         )
     out.print(table)
     g = data["gateway"]

@@ -44,7 +44,7 @@ async def test_one_shot_json_shows_what_the_clients_did(server: ServerProcess) -
         shards = await console_json(server, "shards")
         pids = {shards["director"]["pid"], *(s["pid"] for s in shards["shards"])}
         assert pids <= set(server.pids())
-        assert all(s["up"] for s in shards["shards"])
+        assert all(s["up"] and s["backlog_bytes"] == 0 for s in shards["shards"])  # all read
         assert shards["gateway"]["players_online"] >= 3
         assert shards["gateway"]["channels_up"] == list(range(len(shards["shards"])))
 

@@ -206,3 +206,22 @@ async def test_a_lost_stream_is_reopened_and_what_was_pending_resent(
     first = shard.received[1:6]
     assert shard.received[6:] == first  # the same ids again, in the same order
     assert resubscribed == [[0]]  # the gateway resubscribes the shard's hunts
+
+
+def test_the_backlog_counts_what_the_shard_has_not_read() -> None:
+    server = ChannelServer("127.0.0.1")
+    try:
+        ep = server.endpoint
+        with socket.create_connection((ep.host, ep.port), timeout=10) as sock:
+            select.select(server.filenos(), [], [], 10)
+            assert server.ready(server.filenos()) == []  # the listener: accepts the stream
+            assert server.backlog() == 0
+            data = hello(ep.token, "gw-b") + frame(CommandBatch("gw-b", None, [REQ]))
+            sock.sendall(data)  # on loopback, in the shard's receive queue when this returns
+            assert server.backlog() == len(data)
+            assert server.ready(server.filenos()[1:]) == [
+                ("gw-b", CommandBatch("gw-b", None, [REQ]))
+            ]
+            assert server.backlog() == 0
+    finally:
+        server.close()
