@@ -24,10 +24,12 @@ import fcntl
 import hmac
 import logging
 import pickle
+import queue
 import secrets
 import socket
 import struct
 import termios
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +37,7 @@ log = logging.getLogger("treasure.channel")
 HEADER = struct.Struct(">I")
 MAX_FRAME = 256 * 1024 * 1024
 SEND_TIMEOUT_S = 10.0
+MAX_QUEUED = 64 * 1024 * 1024  # bytes waiting for one gateway before its stream is dropped
 RECV_BYTES = 256 * 1024
 
 
@@ -89,10 +92,46 @@ class FrameReader:
 
 
 class _Peer:
+    """One gateway's stream. Its frames are written by a thread of its own, so a gateway
+    that stops reading holds up nobody but itself."""
+
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.reader = FrameReader()
         self.gateway: str | None = None
+        self.queued = 0  # bytes handed to the writer and not yet written
+        self._count = threading.Lock()  # queued changes in both threads
+        self._out: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+
+    def write(self, data: bytes) -> None:
+        if self._writer is None:
+            self._writer = threading.Thread(target=self._write_all, name="channel-writer")
+            self._writer.daemon = True
+            self._writer.start()
+        with self._count:
+            self.queued += len(data)
+        self._out.put(data)
+
+    def _write_all(self) -> None:
+        while (data := self._out.get()) is not None:
+            try:
+                self.sock.sendall(data)
+            except OSError:  # the reader sees the stream end and drops the peer
+                with contextlib.suppress(OSError):
+                    self.sock.shutdown(socket.SHUT_RDWR)
+                return
+            finally:
+                with self._count:
+                    self.queued -= len(data)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)  # a writer blocked in sendall returns
+        if self._writer is not None:
+            self._out.put(None)
+            self._writer.join(SEND_TIMEOUT_S)
+        self.sock.close()
 
 
 class ChannelServer:
@@ -101,8 +140,9 @@ class ChannelServer:
     Not thread-safe; the shard's actor loop calls it between messages.
     """
 
-    def __init__(self, host: str) -> None:
+    def __init__(self, host: str, max_queued: int = MAX_QUEUED) -> None:
         self.token = secrets.token_hex(16)
+        self.max_queued = max_queued
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._listener.bind((host, 0))
@@ -150,20 +190,22 @@ class ChannelServer:
         return out
 
     def send(self, gateway: str, msg: object) -> bool:
-        """Writes one frame to the gateway's stream; False when it has none (or lost it)."""
+        """Queues one frame for the gateway's stream; False when it has none, or when
+        over ``max_queued`` bytes wait for it (the stream is dropped: the gateway
+        reconnects and resends what it has no reply for)."""
         peer = self._by_gateway.get(gateway)
         if peer is None:
             return False
-        try:
-            peer.sock.sendall(frame(msg))
-        except OSError as exc:  # the gateway resends what it has no reply for
-            self._drop(peer, exc)
+        data = frame(msg)
+        if peer.queued + len(data) > self.max_queued:
+            self._drop(peer, ChannelError(f"over {self.max_queued} bytes wait to be read"))
             return False
+        peer.write(data)
         return True
 
     def close(self) -> None:
         for peer in list(self._peers.values()):
-            peer.sock.close()
+            peer.close()
         self._peers.clear()
         self._by_gateway.clear()
         self._listener.close()
@@ -174,7 +216,8 @@ class ChannelServer:
         except BlockingIOError:
             return
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.settimeout(SEND_TIMEOUT_S)  # recv only when ready; a send may wait this long
+        # recv only when ready; the writer gives up on a gateway that reads nothing this long
+        sock.settimeout(SEND_TIMEOUT_S)
         self._peers[sock.fileno()] = _Peer(sock)
 
     def _greet(self, peer: _Peer, payload: bytes) -> None:
@@ -194,4 +237,4 @@ class ChannelServer:
         self._peers.pop(peer.sock.fileno(), None)
         if peer.gateway is not None and self._by_gateway.get(peer.gateway) is peer:
             del self._by_gateway[peer.gateway]
-        peer.sock.close()
+        peer.close()

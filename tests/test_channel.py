@@ -225,3 +225,44 @@ def test_the_backlog_counts_what_the_shard_has_not_read() -> None:
             assert server.backlog() == 0
     finally:
         server.close()
+
+
+def _gateway_stream(server: ChannelServer, name: str, rcvbuf: int | None = None) -> socket.socket:
+    """A raw gateway stream past its hello, accepted and greeted by ``server``."""
+    sock = socket.socket()
+    if rcvbuf is not None:  # before connecting: the window stays this small
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.settimeout(10)
+    sock.connect((server.endpoint.host, server.endpoint.port))
+    sock.sendall(hello(server.endpoint.token, name))
+    while not server.connected(name):
+        ready, _, _ = select.select(server.filenos(), [], [], 10)
+        assert ready, f"{name} never got in"
+        server.ready(ready)
+    return sock
+
+
+def test_a_gateway_that_stops_reading_holds_up_only_itself() -> None:
+    """Its frames queue in the shard (bounded): the shard goes on serving the others."""
+    server = ChannelServer("127.0.0.1", max_queued=8 * 1024 * 1024)
+    stuck = _gateway_stream(server, "gw-stuck", rcvbuf=4096)
+    other = _gateway_stream(server, "gw-other")
+    big = ReplyBatch([(1, {"blob": b"x" * 256 * 1024})])
+    try:
+        # 6 MiB: more than the kernel buffers between them hold (4 MiB at most here),
+        # so a shard writing itself would now wait for a reader that never comes.
+        assert all(server.send("gw-stuck", big) for _ in range(24))
+        assert server.send("gw-other", ReplyBatch([(2, {"t": "ok"})]))
+        reader, got = FrameReader(), []
+        while not got:
+            got = reader.feed(other.recv(65536))
+        assert pickle.loads(got[0]) == ReplyBatch([(2, {"t": "ok"})])
+        assert server.connected("gw-stuck")
+        # Past the bound the stuck stream is dropped (its gateway would reconnect).
+        sent = [server.send("gw-stuck", big) for _ in range(48)]
+        assert not all(sent) and not server.connected("gw-stuck")
+        assert server.connected("gw-other")
+    finally:
+        server.close()
+        stuck.close()
+        other.close()

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from server.session import RESTORED_HOLD_S
 from tests.e2e_support import ANSWER_CLUES, Probe, close_all, create_started_hunt, probe
 from tests.server_harness import ServerProcess, start_server, stop_server
 
@@ -70,7 +71,9 @@ async def test_a_reconnected_player_gets_live_events_without_resume(
         await close_all(org)
         org2 = await probe(server.url, "organizer", token=org.token)
         await ana.request("submit_answer", hunt_id=hunt, clue=0, answer="Berlin")
-        ev = await org2.wait_event(hunt, seq + 1)
+        # Held until the client resumes, or RESTORED_HOLD_S after its hello: the test's
+        # wait must outlast that hold, not race it.
+        ev = await org2.wait_event(hunt, seq + 1, within_s=RESTORED_HOLD_S + 10)
         assert ev["kind"] == "clue_solved" and ev["data"]["player_id"] == ana.player_id
     finally:
         await close_all(ana, *([org2] if org2 else []))
