@@ -44,9 +44,7 @@ from actors.shard import Output, ShardCore
 from persistence.factory import open_store
 
 log = logging.getLogger("treasure.actors")
-COMMIT_WINDOW = timedelta(milliseconds=2)
 GC_GEN0_THRESHOLD = 50_000
-FLUSH = "flush"
 
 
 def _ignore_group_signals() -> None:
@@ -63,8 +61,6 @@ class ShardHost(Actor):  # type: ignore[misc]
         self.core: ShardCore | None = None
         self.settings: ShardSettings | None = None
         self.gateways: dict[str, Any] = {}
-        self.early: list[tuple[Any, Any]] = []
-        self.flush_due = False
         self.channel: ChannelServer | None = None
         self.started = time.monotonic()
         self.samples: deque[tuple[float, int]] = deque(maxlen=21)  # ~5 s of ticks
@@ -75,25 +71,16 @@ class ShardHost(Actor):  # type: ignore[misc]
         return ThespianWatch(self.channel.filenos()) if self.channel is not None else None
 
     def _receive(self, msg: Any, sender: Any) -> None:
-        if self.core is None and isinstance(msg, CommandBatch):
-            self.early.append((msg, sender))  # arrived before our settings
-        elif isinstance(msg, CommandBatch):
-            if msg.reply_to is not None:
-                self.gateways[msg.gateway] = msg.reply_to
-            self._stage(msg)
-        elif isinstance(msg, WatchMessage) and self.channel is not None:
+        if isinstance(msg, WatchMessage) and self.channel is not None:
             # Group commit without a timer: all that is ready now, in one append;
             # what arrives meanwhile waits in the sockets for the next.
             staged = False
-            for _, batch in self.channel.ready(msg.ready):
+            for gateway, batch in self.channel.ready(msg.ready):
                 if isinstance(batch, CommandBatch):
-                    self._core().stage(batch.gateway, batch.requests)
+                    self._core().stage(gateway, batch.requests)
                     staged = True
             if staged:
                 self._emit(self._core().flush())
-        elif isinstance(msg, WakeupMessage) and msg.payload == FLUSH:
-            self.flush_due = False
-            self._emit(self._core().flush())
         elif isinstance(msg, WakeupMessage):
             if self.core is not None and self.settings is not None:
                 self._emit(self.core.tick())
@@ -104,9 +91,6 @@ class ShardHost(Actor):  # type: ignore[misc]
             assert self.channel is not None
             facts = {"index": msg.index, "pid": os.getpid(), "channel": self.channel.endpoint}
             self.send(sender, InspectReply(True, facts))
-            for early, early_sender in self.early:
-                self.receiveMessage(early, early_sender)
-            self.early.clear()
         elif isinstance(msg, RegisterGateway):
             self.gateways[msg.gateway] = msg.address
         elif isinstance(msg, Inspect):
@@ -133,17 +117,6 @@ class ShardHost(Actor):  # type: ignore[misc]
         self._emit(self.core.start())
         gc.freeze()  # fewer, cheaper collections: entities are long-lived objects
         gc.set_threshold(GC_GEN0_THRESHOLD, 20, 20)
-
-    def _stage(self, batch: CommandBatch) -> None:
-        """A batch that came through Thespian: decide now, commit when the window
-        closes; every batch that arrives meanwhile shares one append (one fsync)."""
-        self._core().stage(batch.gateway, batch.requests)
-        self._schedule_flush()
-
-    def _schedule_flush(self) -> None:
-        if not self.flush_due:
-            self.flush_due = True
-            self.wakeupAfter(COMMIT_WINDOW, payload=FLUSH)
 
     def _core(self) -> ShardCore:
         if self.core is None:
@@ -201,7 +174,6 @@ class Director(Actor):  # type: ignore[misc]
         self.gateways: dict[str, Any] = {}
         self.restarts = 0
         self.requester: Any = None
-        self.replaced: list[int] = []
         self.stopping = False
 
     def receiveMessage(self, msg: Any, sender: Any) -> None:
@@ -249,8 +221,7 @@ class Director(Actor):  # type: ignore[misc]
         if self.requester is not None:
             self.send(self.requester, self._directory())
             self.requester = None
-        self._announce(self.replaced)
-        self.replaced = []
+        self._announce()
 
     def _replace(self, dead: Any) -> None:
         for index, shard in enumerate(self.shards):
@@ -258,12 +229,11 @@ class Director(Actor):  # type: ignore[misc]
                 log.warning("shard %d exited; recreating it", index)
                 self.restarts += 1
                 self.shards[index] = self._spawn(index)
-                self.replaced.append(index)
                 return
 
-    def _announce(self, replaced: list[int]) -> None:
+    def _announce(self) -> None:
         for address in self.gateways.values():
-            self.send(address, ShardsChanged(list(self.shards), replaced, list(self.channels)))
+            self.send(address, ShardsChanged(list(self.shards), list(self.channels)))
 
     def _inspect(self, msg: Inspect) -> InspectReply:
         if msg.what == "director":

@@ -29,12 +29,12 @@ class Request:
 
 @dataclass(slots=True)
 class CommandBatch:
-    gateway: str
-    reply_to: Any  # the gateway's ActorAddress
+    """Requests on a gateway's data channel (the shard knows the gateway by its stream)."""
+
     requests: list[Request]
 
     def __repr__(self) -> str:
-        return f"CommandBatch({self.gateway}, {len(self.requests)} requests)"
+        return f"CommandBatch({len(self.requests)} requests)"
 
 
 @dataclass(slots=True)
@@ -82,10 +82,10 @@ class RegisterGateway:
 
 @dataclass(slots=True)
 class ShardsChanged:
-    """Told to gateways when a shard was (re)created: resend what was in flight."""
+    """Told to gateways when a shard was (re)created: its new address and channel (the
+    gateway opens it and resends there what was in flight)."""
 
     shards: list[Any]
-    replaced: list[int] = field(default_factory=list)
     channels: list[Any] = field(default_factory=list)
 
 

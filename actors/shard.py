@@ -130,8 +130,8 @@ class ShardCore:
     def stage(self, gateway: str | None, requests: Iterable[Request]) -> None:
         """Decide requests on speculative state; nothing is stored or said until ``flush``.
 
-        A host stages every batch that arrives within its commit window, so one
-        append (one fsync) serves them all.
+        A host stages every batch its channels have ready, so one append (one
+        fsync) serves them all.
         """
         now_s = self.clock()
         now = int(now_s * 1000)

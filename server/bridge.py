@@ -61,7 +61,8 @@ class ShardLink(asyncio.Protocol):
 
     def send(self, requests: list[Request]) -> None:
         assert self.transport is not None
-        self.transport.write(frame(CommandBatch(self.bridge.gateway_id, None, requests)))
+        self.transport.write(frame(CommandBatch(requests)))
+        self.bridge.batches_sent += 1
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -174,7 +175,6 @@ class Bridge:
             link = self._links.get(index)
             if link is not None:
                 link.send(requests)
-                self.batches_sent += 1
 
     def _on_batch(self, batch: ReplyBatch) -> None:
         self._on_replies(batch.replies)
@@ -239,7 +239,6 @@ class Bridge:
             if index in self._ever_linked:
                 log.warning("resending %d requests to shard %d", len(again), index)
             link.send(again)
-            self.batches_sent += 1
         if index in self._ever_linked:
             # The shard may have stored events it never sent us: resubscribe, catch up.
             self.on_shards_changed([index])

@@ -171,7 +171,7 @@ def test_a_stream_with_a_wrong_token_is_closed_and_none_of_its_pickles_read(
 def test_the_token_lets_a_stream_in(shard: FakeShard) -> None:
     ep = shard.server.endpoint
     with socket.create_connection((ep.host, ep.port), timeout=10) as sock:
-        sock.sendall(hello(ep.token, "gw-raw") + frame(CommandBatch("gw-raw", None, [REQ])))
+        sock.sendall(hello(ep.token, "gw-raw") + frame(CommandBatch([REQ])))
         reader, got = FrameReader(), []
         while not got:
             got = reader.feed(sock.recv(65536))
@@ -216,12 +216,10 @@ def test_the_backlog_counts_what_the_shard_has_not_read() -> None:
             select.select(server.filenos(), [], [], 10)
             assert server.ready(server.filenos()) == []  # the listener: accepts the stream
             assert server.backlog() == 0
-            data = hello(ep.token, "gw-b") + frame(CommandBatch("gw-b", None, [REQ]))
+            data = hello(ep.token, "gw-b") + frame(CommandBatch([REQ]))
             sock.sendall(data)  # on loopback, in the shard's receive queue when this returns
             assert server.backlog() == len(data)
-            assert server.ready(server.filenos()[1:]) == [
-                ("gw-b", CommandBatch("gw-b", None, [REQ]))
-            ]
+            assert server.ready(server.filenos()[1:]) == [("gw-b", CommandBatch([REQ]))]
             assert server.backlog() == 0
     finally:
         server.close()
