@@ -11,7 +11,7 @@ from server import actorsys, admission
 from server.admin_app import start_admin
 from server.config import Settings
 from server.gateway import Gateway
-from server.procs import tune_gc
+from server.procs import GC_LATENCY, tune_gc
 
 log = logging.getLogger("treasure")
 
@@ -37,7 +37,7 @@ def run(settings: Settings) -> None:
 async def _serve(settings: Settings, runtime: actorsys.Runtime) -> None:
     gateway = Gateway(settings, runtime)
     await gateway.start()
-    tune_gc()
+    tune_gc(GC_LATENCY)
     admin = await start_admin(settings, runtime, gateway)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -39,6 +39,7 @@ class Settings:
     tls_key: Path | None = None
 
     handshake_timeout_s: float = 10.0
+    accept_rate: float = 500.0
     max_connections: int = 20_000
     max_conns_per_ip: int = 200
     hello_rate_per_ip: float = 5.0
@@ -84,6 +85,7 @@ _FLAGS: list[tuple[str, type, str]] = [
     ("admin-token", str, "bearer token for the admin endpoint"),
     ("out-queue-frames", int, "outgoing frames queued per connection before it is closed"),
     ("handshake-timeout-s", float, "close connections that do not finish the handshake in time"),
+    ("accept-rate", float, "new connections accepted per second (0: no limit)"),
     ("max-connections", int, "connections in all (HTTP 503 beyond)"),
     ("max-conns-per-ip", int, "connections per remote address (HTTP 429 beyond)"),
     ("hello-rate-per-ip", float, "registrations per second per remote address"),

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import os
-import socket
 import ssl
 import uuid
 from http import HTTPStatus
@@ -21,6 +19,7 @@ from actors.placement import shard_for
 from protocol import codec
 from protocol.errors import ErrorCode
 from protocol.messages import Error
+from server.acceptor import Acceptor, listen
 from server.actorsys import Runtime
 from server.admission import Silent, lobby_connection, lobby_size
 from server.bridge import Bridge
@@ -32,12 +31,7 @@ from server.metrics import Metrics
 from server.session import Sessions
 
 log = logging.getLogger("treasure.gateway")
-LISTEN_BACKLOG = 4096
-# asyncio accepts up to `backlog` connections each time the listening socket is ready and
-# starts all their handshakes at once: a flood of 5,000 connects queued ~5,000 callbacks
-# ahead of the players' frames (their p99 8 -> 148 ms). One per loop turn lets the players'
-# work interleave with the flood's; the kernel queue (LISTEN_BACKLOG) holds the rest.
-ACCEPT_PER_TURN = 1
+LISTEN_BACKLOG = 4096  # the kernel's queue: a flood waits there (see server/acceptor.py)
 CLOSE_WAIT_S = 3.0
 
 
@@ -68,6 +62,7 @@ class Gateway:
         self.silent = Silent(settings.handshake_timeout_s)
         self.draining = False
         self._server: Server | None = None
+        self._acceptor: Acceptor | None = None
         self.port = 0
 
     @property
@@ -81,21 +76,29 @@ class Gateway:
         loop = asyncio.get_running_loop()
         self.bridge.start(loop)
         self.metrics.lobby.set_function(functools.partial(lobby_size, loop))
+        tls = self._tls()
+        listening = listen(self.settings.host, self.settings.port, LISTEN_BACKLOG)
         self._server = await serve(
             self._handle,
-            self.settings.host,
-            self.settings.port,
+            sock=listening,
             process_request=self._admit,
             create_connection=lobby_connection(self.silent),
-            backlog=ACCEPT_PER_TURN,
             open_timeout=self.settings.handshake_timeout_s,
             max_size=self.settings.max_frame_bytes,
             compression=None,
-            ssl=self._tls(),
+            ssl=tls,
+            backlog=LISTEN_BACKLOG,
         )
-        for listening in self._server.sockets:  # the kernel's queue: a flood waits there
-            with socket.socket(fileno=os.dup(listening.fileno())) as same:
-                same.listen(LISTEN_BACKLOG)
+        # The server stays "serving" (websockets answers 503 otherwise), but its loop no
+        # longer accepts: the Acceptor does, from a thread.
+        loop.remove_reader(listening.fileno())
+        # websockets' protocol factory, as asyncio's server would have used it
+        factory = getattr(self._server.server, "_protocol_factory")  # noqa: B009
+        s = self.settings
+        self._acceptor = Acceptor(
+            loop, [listening], factory, tls, s.handshake_timeout_s, rate_per_s=s.accept_rate
+        )
+        self._acceptor.start()
         self.port = self._server.sockets[0].getsockname()[1]
 
     def _tls(self) -> ssl.SSLContext | None:
@@ -183,6 +186,8 @@ class Gateway:
             await asyncio.wait_for(self.bridge.idle.wait(), grace_s)
         except TimeoutError:
             log.warning("%d commands still in flight at shutdown", self.bridge.in_flight())
+        if self._acceptor is not None:
+            await asyncio.to_thread(self._acceptor.stop)
         if self._server is not None:
             self._server.close(close_connections=True)
             self.silent.close_all()

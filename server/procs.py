@@ -7,15 +7,20 @@ import os
 from pathlib import Path
 
 _LISTEN = "0A"
-GC_GEN0_THRESHOLD = 50_000
+# Throughput: few collections (the bots, whose own pauses would count as latency).
+GC_BULK = (50_000, 20, 20)
+# Latency: a flood's thousands of new connections all survive their young collections,
+# which then walk every one of them. At 50,000 a gen-0 pass took 5-35 ms while 5,000
+# clients connected; at 5,000 (and gen-1 every 2 of them) ~1-2 ms, and a bystander's
+# p99 during the flood went from 12-15 to 7-10 ms (benchmarks/abuse_bench.py).
+GC_LATENCY = (5_000, 2, 1_000)
 
 
-def tune_gc() -> None:
-    """Fewer, cheaper collections once a process has made its long-lived objects:
-    thousands of connection objects made the collector's full passes show up as
-    latency spikes (in the gateway, and in the bots measuring it)."""
+def tune_gc(thresholds: tuple[int, int, int] = GC_BULK) -> None:
+    """Once a process has made its long-lived objects: they are frozen out of every
+    collection, and the collector gets ``thresholds``."""
     gc.freeze()  # what was made so far lives for the whole run
-    gc.set_threshold(GC_GEN0_THRESHOLD, 20, 20)
+    gc.set_threshold(*thresholds)
 
 
 def _listening_inodes(port: int) -> set[str]:
