@@ -1,17 +1,16 @@
-"""Accepting connections on a thread of its own, so that a flood never stalls the loop.
+"""Accepting connections on a thread of its own, at a pace, so a flood never stalls the loop.
 
-With 5,000 connects at once, one ``accept()`` on the listening socket took 7-17 ms in
-the gateway's loop (measured by timing the call): the kernel processes the packets that
-queued on the listener while it was locked (the flood's handshakes) in the caller's
-``accept()``. The players' frames waited behind it: a bystander's ``ping`` p99 went from
-1.2 to ~10 ms while the loop's own turns stayed under 3 ms.
+With 5,000 connects at once, single ``accept()`` calls in the gateway's loop took 7-17 ms
+(timed around the call): the kernel processes the packets that queued on the listener
+while it was locked (the flood's handshakes) in the caller's ``accept()``, and no player's
+frame was read meanwhile.
 
-The ``Acceptor`` does those calls on a thread, which holds no GIL during the system call,
-and hands the sockets to the loop one per loop turn (as asyncio did with a ``backlog`` of
-1), at most ``MAX_PENDING`` ahead and at most ``rate_per_s`` a second (``Pacer``); the
-rest wait in the kernel's queue. The loop makes the
-connection with ``loop.connect_accepted_socket``, with the same factory and TLS context
-as the server it was listening for.
+The ``Acceptor`` makes those calls on a thread, which holds no GIL during the system
+call, and hands the sockets to the loop one per loop turn (as asyncio did with a
+``backlog`` of 1), at most ``MAX_PENDING`` ahead and at most ``rate_per_s`` a second
+(``Pacer``); the rest wait in the kernel's queue. The loop makes each connection with
+``loop.connect_accepted_socket``, with the same factory and TLS context as the server it
+was listening for.
 """
 
 from __future__ import annotations
