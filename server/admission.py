@@ -19,10 +19,13 @@ import asyncio
 import select
 import selectors
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from websockets.asyncio.connection import Connection
 from websockets.asyncio.server import ServerConnection
+from websockets.frames import DATA_OPCODES, Frame, Opcode
+from websockets.protocol import Event
 
 READY_PER_TURN = 4
 
@@ -146,6 +149,20 @@ class LobbyConnection(ServerConnection):
 
     silent: Silent
     _handled = False
+    # Set by the handler: whole binary messages go to it from ``data_received``, in the
+    # loop turn that read them, instead of through websockets' queue and the handler
+    # task's ``recv()`` (one more turn, a future and a task step per frame).
+    on_message: Callable[[bytes], None] | None = None
+    _queued = False  # a message went through websockets' queue: all later ones do too
+
+    def process_event(self, event: Event) -> None:
+        if self.on_message is not None and isinstance(event, Frame):  # past the handshake
+            if event.opcode is Opcode.BINARY and event.fin and not self._queued:
+                self.on_message(bytes(event.data))
+                return
+            if event.opcode in DATA_OPCODES:  # text, or a fragment: kept in order by the queue
+                self._queued = True
+        super().process_event(event)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # ServerConnection.connection_made without starting the handler task

@@ -21,7 +21,7 @@ from protocol.errors import ErrorCode
 from protocol.messages import Error
 from server.acceptor import Acceptor, listen
 from server.actorsys import Runtime
-from server.admission import Silent, lobby_connection, lobby_size
+from server.admission import LobbyConnection, Silent, lobby_connection, lobby_size
 from server.bridge import Bridge
 from server.config import Settings
 from server.connection import Connection, ConnState, TokenBucket
@@ -122,12 +122,11 @@ class Gateway:
         self.connections.add(conn)
         self.metrics.connections.inc()
         self.guard.admit(conn.remote)
+        if isinstance(ws, LobbyConnection):
+            ws.on_message = functools.partial(self._on_frame, conn)
         try:
-            async for frame in ws:
-                if self.draining:
-                    self._refuse(conn, frame)
-                else:
-                    self.sessions.on_frame(conn, frame)
+            async for frame in ws:  # only text, fragmented, or early messages come here
+                self._on_frame(conn, frame)
         except ConnectionClosed:
             pass
         finally:
@@ -138,6 +137,12 @@ class Gateway:
             self.metrics.connections.dec()
             if conn.too_slow:
                 self.metrics.slow_clients.inc()
+
+    def _on_frame(self, conn: Connection, frame: bytes | str) -> None:
+        if self.draining:
+            self._refuse(conn, frame)
+        else:
+            self.sessions.on_frame(conn, frame)
 
     def _refuse(self, conn: Connection, frame: Any) -> None:
         try:

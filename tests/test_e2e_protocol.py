@@ -6,6 +6,7 @@ the test proves the connection is still open with a ``ping``.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -60,6 +61,31 @@ async def test_bad_frames_get_bad_frame_with_null_re_and_keep_the_connection(
             assert errors[0]["message"]
         pings = c.replies - (1 if authenticated else 0)  # less the hello
         assert pings == len(bad)  # nothing answered a bad frame with an id
+    finally:
+        await close_all(c)
+
+
+async def test_messages_in_any_framing_are_answered_in_the_order_sent(
+    server: ServerProcess,
+) -> None:
+    """Whole binary messages take a shorter path through the gateway than text or
+    fragmented ones; a message sent after a fragmented one must not overtake it."""
+    c = await probe(server.url, "framing")
+    try:
+        assert c.ws is not None
+        before = len(c.frames)
+        ping = [msgpack.packb({"t": "ping", "id": f"p{i}"}) for i in range(5)]
+        for i in (0, 1, 2, 4):  # expected replies (p3 goes as text: no reply of its own)
+            c._waiting[f"p{i}"] = asyncio.get_running_loop().create_future()
+            c.sent += 1
+        await c.send_raw(ping[0])
+        await c.ws.send([ping[1][:3], ping[1][3:]])  # one message in two frames
+        await c.send_raw(ping[2])
+        await c.send_raw(ping[3].hex())  # a text frame: bad_frame
+        await c.send_raw(ping[4])
+        await c.wait_frame(lambda m: m.get("re") == "p4")
+        got = [(m["t"], m.get("re")) for m in c.frames[before:]]
+        assert got == [("ok", "p0"), ("ok", "p1"), ("ok", "p2"), ("error", None), ("ok", "p4")]
     finally:
         await close_all(c)
 
