@@ -182,6 +182,7 @@ class LobbyConnection(ServerConnection):
         self.silent.discard(self)
         out_of_lobby(self)  # its fd number will be reused
         super().connection_lost(exc)
+        self.on_message = None  # the handler's callback refers back to this connection
         release_cycles(self)
 
 
