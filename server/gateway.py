@@ -28,6 +28,7 @@ from server.connection import Connection, ConnState, TokenBucket
 from server.feeds import Hub
 from server.guard import Guard
 from server.metrics import Metrics
+from server.procs import listen_queue
 from server.session import Sessions
 
 log = logging.getLogger("treasure.gateway")
@@ -100,6 +101,8 @@ class Gateway:
         )
         self._acceptor.start()
         self.port = self._server.sockets[0].getsockname()[1]
+        self.metrics.accepted.set_function(lambda: self._acceptor.accepted if self._acceptor else 0)
+        self.metrics.accept_queue.set_function(functools.partial(listen_queue, self.port))
 
     def _tls(self) -> ssl.SSLContext | None:
         if self.settings.tls_cert is None:

@@ -17,7 +17,15 @@ class Metrics:
         self.connections = Gauge("treasure_connections", "Open WebSocket connections", registry=r)
         self.lobby = Gauge(
             "treasure_lobby_connections",
-            "Connections not yet past hello (the loop serves at most 16 of them a turn)",
+            "Connections not yet past hello (the loop serves a few of them a turn)",
+            registry=r,
+        )
+        self.accepted = Gauge(
+            "treasure_accepted_connections", "Connections accepted since the start", registry=r
+        )
+        self.accept_queue = Gauge(
+            "treasure_accept_queue",
+            "Connections waiting in the kernel's queue to be accepted (paced by --accept-rate)",
             registry=r,
         )
         self.commands = Counter(

@@ -164,13 +164,18 @@ async def test_a_flood_of_5000_connections_at_once_is_served(server: ServerProce
             return None
 
     bystander = await quick_client(server.url, "bystander")
-    lobby = total(await scrape(server), "treasure_lobby_connections")
+    before = await scrape(server)
+    lobby = total(before, "treasure_lobby_connections")
     try:
         flood = await asyncio.gather(*(one() for _ in range(5000)))
         opened = [ws for ws in flood if ws is not None]
         assert len(opened) == 5000, f"{5000 - len(opened)} of 5,000 connects failed"
         assert (await bystander.request("ping"))["t"] == "ok"
-        assert total(await scrape(server), "treasure_lobby_connections") == lobby + 5000
+        after = await scrape(server)
+        assert total(after, "treasure_lobby_connections") == lobby + 5000
+        accepted = total(after, "treasure_accepted_connections")
+        assert accepted == total(before, "treasure_accepted_connections") + 5000
+        assert total(after, "treasure_accept_queue") == 0  # every one of them was let in
         await asyncio.gather(*(ws.close() for ws in opened))
         await until_gauge(server, "treasure_lobby_connections", lobby)  # none left behind
         assert bystander.violations == []

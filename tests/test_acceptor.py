@@ -19,6 +19,7 @@ from websockets.protocol import Protocol
 
 from server.acceptor import Acceptor, Pacer, listen
 from server.admission import LobbyConnection, Silent, lobby_connection
+from server.procs import listen_queue
 
 
 def test_a_pacer_lets_a_burst_through_then_one_per_period() -> None:
@@ -100,6 +101,7 @@ async def test_past_its_burst_a_connection_waits_in_the_kernel_and_stop_ends_the
         assert acceptor.accepted == 1
         # the other two are still in the listening socket's queue
         assert select.select([listening], [], [], 0)[0] == [listening]
+        assert listen_queue(listening.getsockname()[1]) == 2
     finally:
         await asyncio.wait_for(asyncio.to_thread(acceptor.stop), 5)
         for m in _Made.made:

@@ -83,6 +83,7 @@ async def test_messages_in_any_framing_are_answered_in_the_order_sent(
         await c.send_raw(ping[2])
         await c.send_raw(ping[3].hex())  # a text frame: bad_frame
         await c.send_raw(ping[4])
+        await asyncio.wait_for(await c.ws.ping(), 10)  # control frames still answered
         await c.wait_frame(lambda m: m.get("re") == "p4")
         got = [(m["t"], m.get("re")) for m in c.frames[before:]]
         assert got == [("ok", "p0"), ("ok", "p1"), ("ok", "p2"), ("error", None), ("ok", "p4")]
