@@ -32,7 +32,7 @@ log = logging.getLogger("treasure.acceptor")
 
 MAX_PENDING = 64  # accepted, not yet handed to the loop
 BURST_S = 0.1  # with a rate: connections accepted at once, in seconds' worth of that rate
-RETRY_AFTER_S = 1.0  # out of file descriptors: as asyncio does (ACCEPT_RETRY_DELAY)
+RETRY_AFTER_S = 1.0  # out of file descriptors, or a failure: as asyncio does (ACCEPT_RETRY_DELAY)
 _OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
@@ -81,6 +81,7 @@ class Acceptor:
         self.pending: collections.deque[socket.socket] = collections.deque()
         self.room = threading.Semaphore(MAX_PENDING)
         self.accepted = 0
+        self.retry_after_s = RETRY_AFTER_S
         self._stop_r, self._stop_w = os.pipe()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="acceptor", daemon=True)
@@ -113,9 +114,13 @@ class Acceptor:
         poller.register(self._stop_r, select.POLLIN)
         by_fd = {sock.fileno(): sock for sock in self.listening}
         while not self._stopping.is_set():
-            for fd, _ in poller.poll():
-                if fd in by_fd:
-                    self._accept_all(by_fd[fd])
+            try:
+                for fd, _ in poller.poll():
+                    if fd in by_fd:
+                        self._accept_all(by_fd[fd])
+            except Exception:  # a bug here must not end accepting for good
+                log.exception("the acceptor failed; accepting again in %gs", self.retry_after_s)
+                self._stopping.wait(self.retry_after_s)
 
     def _accept_all(self, listening: socket.socket) -> None:
         while True:
@@ -130,10 +135,13 @@ class Acceptor:
             except OSError as exc:
                 self.room.release()
                 if exc.errno in _OUT_OF_FDS:
-                    log.error("cannot accept: %s; retrying in %.0fs", exc, RETRY_AFTER_S)
-                    self._stopping.wait(RETRY_AFTER_S)
+                    log.error("cannot accept: %s; retrying in %gs", exc, self.retry_after_s)
+                    self._stopping.wait(self.retry_after_s)
                     return
                 continue  # the client gave up before we accepted it (ECONNABORTED...)
+            except BaseException:
+                self.room.release()
+                raise
             self.pending.append(conn)
             self.accepted += 1
             if len(self.pending) == 1:

@@ -11,13 +11,14 @@ import select
 import socket
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import Protocol
 
-from server.acceptor import Acceptor, Pacer, listen
+from server.acceptor import MAX_PENDING, Acceptor, Pacer, listen
 from server.admission import LobbyConnection, Silent, lobby_connection
 from server.procs import listen_queue
 
@@ -109,6 +110,42 @@ async def test_past_its_burst_a_connection_waits_in_the_kernel_and_stop_ends_the
         for c in clients:
             c.close()
     assert acceptor.accepted == 1
+
+
+class _FailsOnce(socket.socket):
+    """A listening socket whose first ``accept`` fails as a bug would."""
+
+    failed = False
+
+    def accept(self) -> tuple[socket.socket, Any]:
+        if not _FailsOnce.failed:
+            _FailsOnce.failed = True
+            raise RuntimeError("boom")
+        return super().accept()
+
+
+async def test_a_failure_in_the_acceptor_is_logged_and_accepting_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    _Made.reset(expect=1)
+    with _FailsOnce(socket.AF_INET, socket.SOCK_STREAM) as flaky:
+        flaky.bind(("127.0.0.1", 0))
+        flaky.listen(8)
+        acceptor = Acceptor(asyncio.get_running_loop(), [flaky], _Made)
+        acceptor.retry_after_s = 0.01
+        acceptor.start()
+        clients = _connect(flaky, 1)
+        try:
+            await asyncio.wait_for(_Made.reached.wait(), 10)
+            # the failed turn gave its place back: all of them are free again
+            assert acceptor.room._value == MAX_PENDING  # type: ignore[attr-defined]
+        finally:
+            await asyncio.to_thread(acceptor.stop)
+            for m in _Made.made:
+                m.transport.close()
+            clients[0].close()
+    assert _FailsOnce.failed and acceptor.accepted == 1
+    assert "the acceptor failed" in caplog.text and "boom" in caplog.text
 
 
 # ---- a closed connection leaves no cyclic garbage ----------------------------------
