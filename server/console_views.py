@@ -60,7 +60,9 @@ def shards(data: dict[str, Any], out: Console) -> None:
     out.print(
         f"gateway {g['id']}: {g['connections']} connections, {g['players_online']} players "
         f"online, {g['in_flight']} requests in flight, channels up to shards "
-        f"{g.get('channels_up', [])}; director restarts {d['restarts']}"
+        f"{g.get('channels_up', [])}; director restarts {d['restarts']}\n"
+        f"admission: {g.get('accepted', 0)} accepted, {g.get('accept_queue', 0)} waiting to be "
+        f"accepted, {g.get('lobby', 0)} in the lobby (not past hello)"
     )
 
 

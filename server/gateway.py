@@ -65,6 +65,7 @@ class Gateway:
         self._server: Server | None = None
         self._acceptor: Acceptor | None = None
         self.port = 0
+        self.lobby_size: functools.partial[int] | None = None
 
     @property
     def url(self) -> str:
@@ -76,7 +77,8 @@ class Gateway:
         self.bridge.on_shards_changed = self._shards_changed
         loop = asyncio.get_running_loop()
         self.bridge.start(loop)
-        self.metrics.lobby.set_function(functools.partial(lobby_size, loop))
+        self.lobby_size = functools.partial(lobby_size, loop)
+        self.metrics.lobby.set_function(self.lobby_size)
         tls = self._tls()
         listening = listen(self.settings.host, self.settings.port, LISTEN_BACKLOG)
         self._server = await serve(
@@ -101,8 +103,16 @@ class Gateway:
         )
         self._acceptor.start()
         self.port = self._server.sockets[0].getsockname()[1]
-        self.metrics.accepted.set_function(lambda: self._acceptor.accepted if self._acceptor else 0)
-        self.metrics.accept_queue.set_function(functools.partial(listen_queue, self.port))
+        self.metrics.accepted.set_function(self.accepted)
+        self.metrics.accept_queue.set_function(self.accept_queue)
+
+    def accepted(self) -> int:
+        """Connections accepted since the start."""
+        return self._acceptor.accepted if self._acceptor else 0
+
+    def accept_queue(self) -> int:
+        """Connections waiting in the kernel's queue to be accepted."""
+        return listen_queue(self.port) if self.port else 0
 
     def _tls(self) -> ssl.SSLContext | None:
         if self.settings.tls_cert is None:

@@ -47,6 +47,8 @@ async def test_one_shot_json_shows_what_the_clients_did(server: ServerProcess) -
         assert all(s["up"] and s["backlog_bytes"] == 0 for s in shards["shards"])  # all read
         assert shards["gateway"]["players_online"] >= 3
         assert shards["gateway"]["channels_up"] == list(range(len(shards["shards"])))
+        assert shards["gateway"]["accepted"] >= shards["gateway"]["connections"] >= 3
+        assert shards["gateway"]["accept_queue"] == 0
 
         player = game.players[0].player_id
         inspected = await console_json(server, "inspect", player)
