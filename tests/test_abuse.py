@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -187,3 +188,25 @@ async def _until(check: Callable[[], bool]) -> None:
     """Polls what another process wrote (its log); callers bound it with a deadline."""
     while not check():  # noqa: ASYNC110
         await asyncio.sleep(0.05)
+
+
+async def test_new_connections_past_the_accept_rate_wait_in_the_kernel_queue(
+    tmp_path: Path,
+) -> None:
+    srv = start_server(tmp_path / "data", "--accept-rate", "2")  # one now, then one per 0.5 s
+    clients: list[socket.socket] = []
+    try:
+        clients = [socket.create_connection(("127.0.0.1", srv.port)) for _ in range(10)]
+        metrics = await scrape(srv)
+        # at most the first and one more per 0.5 s since then are in: most still wait
+        assert total(metrics, "treasure_accept_queue") >= 5
+        assert total(metrics, "treasure_accepted_connections") <= 5
+        # and a client that waits its turn is served (by the pace, within ~5 s)
+        async with connect(srv.url, compression=None, open_timeout=30) as ws:
+            await ws.send(msgpack.packb({"t": "ping", "id": "waited"}))
+            assert msgpack.unpackb(await ws.recv())["code"] == "not_authenticated"
+    finally:
+        for c in clients:
+            c.close()
+        stop_server(srv)
+    assert srv.pids() == []
