@@ -10,10 +10,12 @@ _LISTEN = "0A"
 # Throughput: few collections (the bots, whose own pauses would count as latency).
 GC_BULK = (50_000, 20, 20)
 # Latency: a flood's thousands of new connections all survive their young collections,
-# which then walk every one of them. At 50,000 a gen-0 pass took 5-35 ms while 5,000
-# clients connected; at 5,000 (and gen-1 every 2 of them) ~1-2 ms, and a bystander's
-# p99 during the flood went from 12-15 to 7-10 ms (benchmarks/abuse_bench.py).
-GC_LATENCY = (5_000, 2, 1_000)
+# which then walk every one of them. At 50,000 a gen-0 pass took 5-38 ms while 5,000
+# clients connected. A bystander's p99 during 5,000 connects (benchmarks/abuse_bench.py,
+# lean client / websockets client): (50000, 20, 20) 12-13 / 13-15 ms in 2 runs;
+# (5000, 2, 1000) 5-8 / 7.5-9.3 ms and (2500, 1, 2000) 4.2-5.5 / 7.6-8.8 ms in 3 runs
+# each (gen-1 then runs every 2nd young pass, over fewer objects).
+GC_LATENCY = (2_500, 1, 2_000)
 
 
 def tune_gc(thresholds: tuple[int, int, int] = GC_BULK) -> None:
