@@ -23,9 +23,10 @@ import os
 import select
 import socket
 import ssl
+import struct
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 log = logging.getLogger("treasure.acceptor")
@@ -34,6 +35,8 @@ MAX_PENDING = 64  # accepted, not yet handed to the loop
 BURST_S = 0.1  # with a rate: connections accepted at once, in seconds' worth of that rate
 RETRY_AFTER_S = 1.0  # out of file descriptors, or a failure: as asyncio does (ACCEPT_RETRY_DELAY)
 _OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+# struct tcp_info: for a listening socket Linux reports its accept queue as tcpi_unacked
+_TCP_INFO_BYTES, _TCPI_UNACKED = 104, 24
 
 
 def listen(host: str, port: int, backlog: int) -> socket.socket:
@@ -63,19 +66,19 @@ class Pacer:
 
 
 class Acceptor:
-    """Accepts on ``listening`` from a thread; the loop builds each connection with
-    ``factory`` (and ``tls``, if any), one socket per loop turn."""
+    """Accepts on the ``listening`` socket from a thread; the loop builds each connection
+    with ``factory`` (and ``tls``, if any), one socket per loop turn."""
 
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
-        listening: Sequence[socket.socket],
+        listening: socket.socket,
         factory: Callable[[], asyncio.BaseProtocol],
         tls: ssl.SSLContext | None = None,
         tls_handshake_timeout_s: float | None = None,
         rate_per_s: float = 0.0,
     ) -> None:
-        self.loop, self.listening, self.factory = loop, list(listening), factory
+        self.loop, self.listening, self.factory = loop, listening, factory
         self.pacer = Pacer(rate_per_s)
         self.tls, self.tls_timeout = tls, tls_handshake_timeout_s if tls else None
         self.pending: collections.deque[socket.socket] = collections.deque()
@@ -85,16 +88,19 @@ class Acceptor:
         self._stop_r, self._stop_w = os.pipe()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="acceptor", daemon=True)
-        self._handing = False
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def start(self) -> None:
-        for sock in self.listening:
-            sock.setblocking(False)
+        self.listening.setblocking(False)
         self._thread.start()
 
+    def waiting(self) -> int:
+        """Connections waiting in the kernel's queue to be accepted (one system call)."""
+        info = self.listening.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_BYTES)
+        return int(struct.unpack_from("I", info, _TCPI_UNACKED)[0])
+
     def stop(self) -> None:
-        """Stop accepting (the listening sockets stay open for their owner to close) and
+        """Stop accepting (the listening socket stays open for its owner to close) and
         close the sockets accepted but not yet handed over."""
         self._stopping.set()
         os.write(self._stop_w, b"x")
@@ -108,27 +114,25 @@ class Acceptor:
     # -- the thread
 
     def _run(self) -> None:
+        listening = self.listening.fileno()
         poller = select.poll()
-        for sock in self.listening:
-            poller.register(sock.fileno(), select.POLLIN)
+        poller.register(listening, select.POLLIN)
         poller.register(self._stop_r, select.POLLIN)
-        by_fd = {sock.fileno(): sock for sock in self.listening}
         while not self._stopping.is_set():
             try:
-                for fd, _ in poller.poll():
-                    if fd in by_fd:
-                        self._accept_all(by_fd[fd])
+                if listening in {fd for fd, _ in poller.poll()}:
+                    self._accept_all()
             except Exception:  # a bug here must not end accepting for good
                 log.exception("the acceptor failed; accepting again in %gs", self.retry_after_s)
                 self._stopping.wait(self.retry_after_s)
 
-    def _accept_all(self, listening: socket.socket) -> None:
+    def _accept_all(self) -> None:
         while True:
             self.room.acquire()
             if self._stopping.is_set() or not self._pace():
                 return
             try:
-                conn, _ = listening.accept()
+                conn, _ = self.listening.accept()
             except (BlockingIOError, InterruptedError):
                 self.room.release()
                 return

@@ -142,7 +142,7 @@ class AdminQueries:
             "in_flight": gw.bridge.in_flight(),
             "batches_sent": gw.bridge.batches_sent,
             "channels_up": gw.bridge.linked(),
-            "lobby": gw.lobby_size() if gw.lobby_size else 0,
+            "lobby": gw.lobby(),
             "accepted": gw.accepted(),
             "accept_queue": gw.accept_queue(),
         }

@@ -28,7 +28,6 @@ from server.connection import Connection, ConnState, TokenBucket
 from server.feeds import Hub
 from server.guard import Guard
 from server.metrics import Metrics
-from server.procs import listen_queue
 from server.session import Sessions
 
 log = logging.getLogger("treasure.gateway")
@@ -65,7 +64,7 @@ class Gateway:
         self._server: Server | None = None
         self._acceptor: Acceptor | None = None
         self.port = 0
-        self.lobby_size: functools.partial[int] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def url(self) -> str:
@@ -75,10 +74,9 @@ class Gateway:
     async def start(self) -> None:
         self.bridge.on_events = self._publish
         self.bridge.on_shards_changed = self._shards_changed
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         self.bridge.start(loop)
-        self.lobby_size = functools.partial(lobby_size, loop)
-        self.metrics.lobby.set_function(self.lobby_size)
+        self.metrics.lobby.set_function(self.lobby)
         tls = self._tls()
         listening = listen(self.settings.host, self.settings.port, LISTEN_BACKLOG)
         self._server = await serve(
@@ -99,12 +97,16 @@ class Gateway:
         factory = getattr(self._server.server, "_protocol_factory")  # noqa: B009
         s = self.settings
         self._acceptor = Acceptor(
-            loop, [listening], factory, tls, s.handshake_timeout_s, rate_per_s=s.accept_rate
+            loop, listening, factory, tls, s.handshake_timeout_s, rate_per_s=s.accept_rate
         )
         self._acceptor.start()
         self.port = self._server.sockets[0].getsockname()[1]
         self.metrics.accepted.set_function(self.accepted)
         self.metrics.accept_queue.set_function(self.accept_queue)
+
+    def lobby(self) -> int:
+        """Connections not yet past ``hello``."""
+        return lobby_size(self._loop) if self._loop else 0
 
     def accepted(self) -> int:
         """Connections accepted since the start."""
@@ -112,7 +114,7 @@ class Gateway:
 
     def accept_queue(self) -> int:
         """Connections waiting in the kernel's queue to be accepted."""
-        return listen_queue(self.port) if self.port else 0
+        return self._acceptor.waiting() if self._acceptor else 0
 
     def _tls(self) -> ssl.SSLContext | None:
         if self.settings.tls_cert is None:

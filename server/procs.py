@@ -40,21 +40,6 @@ def _listening_inodes(port: int) -> set[str]:
     return inodes
 
 
-def listen_queue(port: int) -> int:
-    """Connections waiting to be accepted on ``port`` (the listening socket's Recv-Q)."""
-    waiting = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            cols = line.split()
-            if cols[3] == _LISTEN and int(cols[1].rsplit(":", 1)[1], 16) == port:
-                waiting += int(cols[4].split(":")[1], 16)
-    return waiting
-
-
 def pids_listening_on(port: int) -> list[int]:
     inodes = _listening_inodes(port)
     if not inodes:

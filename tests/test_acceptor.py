@@ -20,7 +20,6 @@ from websockets.protocol import Protocol
 
 from server.acceptor import MAX_PENDING, Acceptor, Pacer, listen
 from server.admission import LobbyConnection, Silent, lobby_connection
-from server.procs import listen_queue
 
 
 def test_a_pacer_lets_a_burst_through_then_one_per_period() -> None:
@@ -71,7 +70,7 @@ async def test_connections_are_accepted_on_a_thread_and_made_on_the_loop(
 ) -> None:
     _Made.reset(expect=30)
     loop = asyncio.get_running_loop()
-    acceptor = Acceptor(loop, [listening], _Made)
+    acceptor = Acceptor(loop, listening, _Made)
     acceptor.start()
     clients = _connect(listening, 30)
     try:
@@ -94,7 +93,7 @@ async def test_past_its_burst_a_connection_waits_in_the_kernel_and_stop_ends_the
 ) -> None:
     _Made.reset(expect=1)
     clients = _connect(listening, 3)  # queued before the acceptor starts
-    acceptor = Acceptor(asyncio.get_running_loop(), [listening], _Made, rate_per_s=0.001)
+    acceptor = Acceptor(asyncio.get_running_loop(), listening, _Made, rate_per_s=0.001)
     acceptor.pacer.burst_s = 0.0  # one now, the next in 1,000 s
     acceptor.start()
     try:
@@ -102,7 +101,7 @@ async def test_past_its_burst_a_connection_waits_in_the_kernel_and_stop_ends_the
         assert acceptor.accepted == 1
         # the other two are still in the listening socket's queue
         assert select.select([listening], [], [], 0)[0] == [listening]
-        assert listen_queue(listening.getsockname()[1]) == 2
+        assert acceptor.waiting() == 2
     finally:
         await asyncio.wait_for(asyncio.to_thread(acceptor.stop), 5)
         for m in _Made.made:
@@ -131,7 +130,7 @@ async def test_a_failure_in_the_acceptor_is_logged_and_accepting_goes_on(
     with _FailsOnce(socket.AF_INET, socket.SOCK_STREAM) as flaky:
         flaky.bind(("127.0.0.1", 0))
         flaky.listen(8)
-        acceptor = Acceptor(asyncio.get_running_loop(), [flaky], _Made)
+        acceptor = Acceptor(asyncio.get_running_loop(), flaky, _Made)
         acceptor.retry_after_s = 0.01
         acceptor.start()
         clients = _connect(flaky, 1)
