@@ -7,7 +7,6 @@ queries. A ShardHost wraps a ``ShardCore`` and moves its batches in and out.
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import signal
@@ -28,6 +27,7 @@ from thespian.actors import (
 
 from actors import admin, thespian_fixes  # noqa: F401  (patches Thespian on import)
 from actors.channel import ChannelServer, Endpoint
+from actors.gc_tuning import tune_gc
 from actors.inspection import inspect_shard, rss_kb
 from actors.messages import (
     CommandBatch,
@@ -44,7 +44,6 @@ from actors.shard import Output, ShardCore
 from persistence.factory import open_store
 
 log = logging.getLogger("treasure.actors")
-GC_GEN0_THRESHOLD = 50_000
 
 
 def _ignore_group_signals() -> None:
@@ -115,8 +114,7 @@ class ShardHost(Actor):  # type: ignore[misc]
         )
         self.wakeupAfter(timedelta(seconds=settings.tick_s))
         self._emit(self.core.start())
-        gc.freeze()  # fewer, cheaper collections: entities are long-lived objects
-        gc.set_threshold(GC_GEN0_THRESHOLD, 20, 20)
+        tune_gc()  # fewer, cheaper collections: entities are long-lived objects
 
     def _core(self) -> ShardCore:
         if self.core is None:

@@ -7,11 +7,11 @@ import logging
 import resource
 import signal
 
+from actors.gc_tuning import GC_LATENCY, tune_gc
 from server import actorsys, admission
 from server.admin_app import start_admin
 from server.config import Settings
 from server.gateway import Gateway
-from server.procs import GC_LATENCY, tune_gc
 
 log = logging.getLogger("treasure")
 

@@ -32,10 +32,10 @@ from typing import Any
 
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
+from actors.gc_tuning import tune_gc
 from server.bots.botclient import BotClient
 from server.bots.stats import Stats
 from server.client import ReplyTimeout
-from server.procs import tune_gc
 
 SCENARIOS = ("churn", "play", "idle", "fanout", "reconnect", "mixed")
 MIXED = ("play",) * 4 + ("churn",) * 3 + ("idle",) * 2 + ("reconnect",)
