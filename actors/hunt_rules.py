@@ -235,8 +235,8 @@ def _leave(state: HuntState, ctx: Ctx) -> Decision:
     if refused:
         return refused
     left = PlayerLeft(ctx.now, ctx.player_id)
-    after = evolve(state, left)
-    return Decision((left, *_all_solved(after, ctx.now)), Reply(result={"seq": after.seq}))
+    finished = _all_solved(evolve(state, left), ctx.now) if state.phase is Phase.RUNNING else ()
+    return Decision((left, *finished), Reply(result={"seq": state.seq + 1}))
 
 
 def _start(state: HuntState, ctx: Ctx) -> Decision:

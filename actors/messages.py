@@ -7,10 +7,15 @@ flush, carrying the replies and then the events.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import copyreg
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from typing import Any
 
+from actors.player import Authenticate, Register
 from persistence.factory import StoreConfig
+from protocol import messages as wire
 
 
 @dataclass(slots=True)
@@ -109,3 +114,47 @@ class InspectReply:
 @dataclass(frozen=True, slots=True)
 class Stopping:
     """The server is shutting down: the Director stops recreating shards."""
+
+
+def pickle_by_fields(cls: type[Any]) -> None:
+    """Pickles instances of the dataclass ``cls`` as a call of ``cls`` with its field values.
+
+    A slotted dataclass pickles through ``dataclasses``' ``__getstate__`` and
+    ``__setstate__``, which walk ``fields()`` and set each slot with
+    ``object.__setattr__``: ~3 us per command each way on the data channels,
+    a third of their pickling. None of these classes has an ``__init__`` that
+    does more than set its fields.
+    """
+    names = [f.name for f in fields(cls)]
+    get: Callable[[Any], tuple[Any, ...]]
+    if len(names) > 1:
+        get = operator.attrgetter(*names)
+    elif names:
+        one = operator.attrgetter(names[0])
+        get = lambda obj: (one(obj),)  # noqa: E731
+    else:
+        get = lambda obj: ()  # noqa: E731
+    copyreg.pickle(cls, lambda obj: (cls, get(obj)))
+
+
+for _cls in (
+    Request,
+    CommandBatch,
+    ReplyBatch,
+    Subscribe,
+    Unsubscribe,
+    Register,
+    Authenticate,
+    wire.AnswerClue,
+    wire.LocationClue,
+    wire.CreateHunt,
+    wire.JoinHunt,
+    wire.LeaveHunt,
+    wire.StartHunt,
+    wire.EndHunt,
+    wire.SubmitAnswer,
+    wire.CheckIn,
+    wire.GetHunt,
+    wire.Resume,
+):
+    pickle_by_fields(_cls)

@@ -11,7 +11,6 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -152,8 +151,8 @@ class Sessions:
             conn.restored.discard(hunt)  # from now on its resume releases it, in order
             self.hub.hold(feed)
         sent = Sent(conn, hunt, cmd, t, started, fresh)
-        fut = self.bridge.submit("hunt", hunt, cmd, conn.player_id, conn.name)
-        self._await(fut, functools.partial(self._hunt_done, sent))
+        then = functools.partial(self._hunt_done, sent)
+        self.bridge.send("hunt", hunt, cmd, then, self.timeout_s, conn.player_id, conn.name)
 
     def _hunt_done(self, sent: Sent, msg: Reply) -> None:
         # An ok'd create/join/leave has also linked the player to the hunt (or unlinked it)
@@ -243,8 +242,8 @@ class Sessions:
             player, token = parts[0], cmd.token
             request = Authenticate(hash_secret(parts[1]))  # type: ignore[assignment]
         conn.state = ConnState.HELLO_PENDING
-        fut = self.bridge.submit("player", player, request, player)
-        self._await(fut, lambda msg: self._welcome(conn, cmd, player, token, started, msg))
+        then = functools.partial(self._welcome, conn, cmd, player, token, started)
+        self.bridge.send("player", player, request, then, self.timeout_s, player)
 
     def _welcome(
         self, conn: Connection, cmd: Hello, player: str, token: str, started: float, msg: Reply
@@ -277,20 +276,6 @@ class Sessions:
 
     # ---- replies ----------------------------------------------------------------
 
-    def _await(self, fut: asyncio.Future[Reply], then: Callable[[Reply], None]) -> None:
-        loop = asyncio.get_running_loop()
-        timer = loop.call_later(self.timeout_s, _expire, fut)
-
-        def done(f: asyncio.Future[Reply]) -> None:
-            timer.cancel()
-            if f.cancelled():
-                msg = {"t": "error", "code": ErrorCode.UNAVAILABLE, "message": "timed out"}
-            else:
-                msg = f.result()
-            then(msg)
-
-        fut.add_done_callback(done)
-
     def _reply(self, conn: Connection, cid: str, t: str, started: float, msg: Reply) -> None:
         msg.pop("_frames", None)
         elapsed = time.perf_counter() - started
@@ -301,8 +286,3 @@ class Sessions:
         else:
             self.metrics.outcome(t, msg["code"], elapsed)
             conn.send(codec.encode(Error(cid, msg["code"], msg["message"])))
-
-
-def _expire(fut: asyncio.Future[Reply]) -> None:
-    if not fut.done():
-        fut.cancel()

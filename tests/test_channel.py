@@ -32,8 +32,11 @@ from actors.channel import (
     hello,
     raw_frame,
 )
-from actors.messages import CommandBatch, ReplyBatch, Request
-from server.bridge import Bridge
+from actors.messages import CommandBatch, ReplyBatch, Request, Subscribe, Unsubscribe
+from actors.player import Authenticate, Register
+from protocol import messages as wire
+from protocol.messages import CommandId, HuntId
+from server.bridge import TIMED_OUT, Bridge
 
 TRIPPED: list[str] = []
 
@@ -208,6 +211,59 @@ async def test_a_lost_stream_is_reopened_and_what_was_pending_resent(
     assert resubscribed == [[0]]  # the gateway resubscribes the shard's hunts
 
 
+class Replies:
+    """What ``Bridge.send``'s callbacks got, by name, and an event when ``count`` have."""
+
+    def __init__(self, count: int) -> None:
+        self.got: list[tuple[str, dict[str, Any]]] = []
+        self.count, self.all = count, asyncio.Event()
+
+    def then(self, name: str) -> Callable[[dict[str, Any]], None]:
+        def record(msg: dict[str, Any]) -> None:
+            self.got.append((name, msg))
+            if len(self.got) >= self.count:
+                self.all.set()
+
+        return record
+
+
+async def test_a_request_past_its_deadline_is_answered_timed_out_once_and_not_resent(
+    bridge: Bridge, shard: FakeShard
+) -> None:
+    await asyncio.wait_for(bridge.submit("hunt", "warm", None), 10)
+    shard.holding = True
+    replies = Replies(2)
+    bridge.send("hunt", "a", None, replies.then("a"), 0.05)
+    bridge.send("hunt", "b", None, replies.then("b"), 0.05)
+    await asyncio.wait_for(replies.all.wait(), 10)
+    assert replies.got == [("a", TIMED_OUT), ("b", TIMED_OUT)]
+    assert bridge.in_flight() == 0
+    shard.holding = False
+    await asyncio.to_thread(shard.drop_streams)  # a new stream resends what is pending
+    late = Replies(1)
+    bridge.send("hunt", "c", None, late.then("c"), 10)
+    await asyncio.wait_for(late.all.wait(), 10)
+    assert late.got == [("c", {"t": "ok", "entity": "c"})]
+    assert replies.got == [("a", TIMED_OUT), ("b", TIMED_OUT)]  # nothing more for a or b
+    assert shard.received[3:] == [shard.received[-1]]  # only c's id after a's and b's
+
+
+async def test_a_failing_reply_handler_loses_none_of_the_others(
+    bridge: Bridge, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(msg: dict[str, Any]) -> None:
+        raise RuntimeError("a bug in one session")
+
+    replies = Replies(2)
+    bridge.send("hunt", "x", None, replies.then("x"), 10)
+    bridge.send("hunt", "y", None, broken, 10)
+    bridge.send("hunt", "z", None, replies.then("z"), 10)
+    await asyncio.wait_for(replies.all.wait(), 10)
+    assert [name for name, _ in replies.got] == ["x", "z"]
+    assert "handling a reply failed" in caplog.text
+    assert bridge.in_flight() == 0
+
+
 def test_the_backlog_counts_what_the_shard_has_not_read() -> None:
     server = ChannelServer("127.0.0.1")
     try:
@@ -264,3 +320,30 @@ def test_a_gateway_that_stops_reading_holds_up_only_itself() -> None:
         server.close()
         stuck.close()
         other.close()
+
+
+def test_what_the_channels_carry_pickles_back_to_equal_values() -> None:
+    """The messages pickled by their fields (``pickle_by_fields``) come back whole."""
+    clues = (wire.AnswerClue("t", 3, "a"), wire.LocationClue("u", 5, 48.1, 11.5, 30.0))
+    commands = [
+        wire.CreateHunt(CommandId("c1"), "hunt", clues, 600, 10),
+        wire.JoinHunt(CommandId("c2"), HuntId("h")),
+        wire.LeaveHunt(CommandId("c3"), HuntId("h")),
+        wire.StartHunt(CommandId("c4"), HuntId("h")),
+        wire.EndHunt(CommandId("c5"), HuntId("h")),
+        wire.SubmitAnswer(CommandId("c6"), HuntId("h"), 0, "answer"),
+        wire.CheckIn(CommandId("c7"), HuntId("h"), 1, 48.1, 11.5),
+        wire.GetHunt(CommandId("c8"), HuntId("h")),
+        wire.Resume(CommandId("c9"), HuntId("h"), 4),
+        Subscribe(),
+        Unsubscribe(),
+        Register("name", "hash"),
+        Authenticate("hash"),
+        None,
+    ]
+    batch = CommandBatch([Request(i, "hunt", "h", c, "p", "n") for i, c in enumerate(commands)])
+    back = pickle.loads(frame(batch)[4:])
+    assert back == batch
+    assert [type(r.cmd) for r in back.requests] == [type(c) for c in commands]
+    replies = ReplyBatch([(1, {"t": "ok", "seq": 2})], [("h", 2, b"frame")])
+    assert pickle.loads(frame(replies)[4:]) == replies

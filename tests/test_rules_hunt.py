@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterator
 from typing import Any
@@ -34,8 +35,10 @@ from actors.hunt_rules import (
 from actors.hunt_state import (
     RECENT_IDS_PER_PLAYER,
     HuntState,
+    Member,
     Phase,
     Recent,
+    changed,
     evolve,
     hunt_view,
     leaderboard,
@@ -1163,3 +1166,13 @@ def test_a_snapshot_keeps_the_remembered_replies_in_order() -> None:
     state, replies_version = hunt_from_bytes(hunt_to_bytes(g.s, 7))
     assert state == g.s and replies_version == 7
     assert [c for c, _ in state.recent[P1].items()][-3:] == ["w27", "w28", "w29"]
+
+
+def test_changed_is_replace_for_the_state_classes() -> None:
+    state = HuntState(HuntId("h"), "n", PlayerId("o"), 1, (), 60, 8, members={})
+    member = Member(PlayerId("p"), "pat", 5)
+    assert changed(state, seq=4, name="m") == dataclasses.replace(state, seq=4, name="m")
+    assert changed(member, score=3) == dataclasses.replace(member, score=3)
+    assert changed(state) == state and changed(state) is not state
+    with pytest.raises(TypeError, match="no field colour"):
+        changed(member, colour="red")
