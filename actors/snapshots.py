@@ -13,18 +13,19 @@ from actors.hunt_state import HuntState, Member, Phase, Recent
 from actors.player import PlayerState
 from protocol.messages import HuntId, PlayerId
 
-SNAPSHOT_VERSION = 1
+PLAYER_VERSION = 1
+HUNT_VERSION = 2  # 2: a player's remembered replies as kept (``Recent.packed``); 1 still reads
 
 
-def _pack(kind: str, body: dict[str, Any]) -> bytes:
-    return cast(bytes, msgpack.packb({"kind": kind, "v": SNAPSHOT_VERSION, "body": body}))
+def _pack(kind: str, version: int, body: dict[str, Any]) -> bytes:
+    return cast(bytes, msgpack.packb({"kind": kind, "v": version, "body": body}))
 
 
-def _unpack(raw: bytes, kind: str) -> dict[str, Any]:
+def _unpack(raw: bytes, kind: str, versions: range) -> tuple[int, dict[str, Any]]:
     doc = msgpack.unpackb(raw, raw=False, strict_map_key=False)
-    if doc.get("kind") != kind or doc.get("v") != SNAPSHOT_VERSION:
-        raise ValueError(f"not a {kind} snapshot of version {SNAPSHOT_VERSION}")
-    return cast(dict[str, Any], doc["body"])
+    if doc.get("kind") != kind or doc.get("v") not in versions:
+        raise ValueError(f"not a {kind} snapshot of a version in {list(versions)}")
+    return int(doc["v"]), cast(dict[str, Any], doc["body"])
 
 
 def hunt_to_bytes(state: HuntState, replies_version: int) -> bytes:
@@ -42,21 +43,22 @@ def hunt_to_bytes(state: HuntState, replies_version: int) -> bytes:
         "finished_reason": state.finished_reason,
         "members": [asdict(m) for m in state.members.values()],
         "seq": state.seq,
-        "recent": {p: dict(rs.data_items()) for p, rs in state.recent.items()},
+        "recent": {p: rs.packed() for p, rs in state.recent.items()},
         "replies_version": replies_version,
     }
-    return _pack("hunt", body)
+    return _pack("hunt", HUNT_VERSION, body)
 
 
 def hunt_from_bytes(raw: bytes) -> tuple[HuntState, int]:
-    b = _unpack(raw, "hunt")
+    version, b = _unpack(raw, "hunt", range(1, HUNT_VERSION + 1))
     members = {
         PlayerId(m["player_id"]): Member(**{**m, "solved": tuple(m["solved"])})
         for m in b["members"]
     }
     recent: immutables.Map[PlayerId, Recent] = immutables.Map()
-    for p, rs in b["recent"].items():  # each oldest first
-        recent = recent.set(PlayerId(p), Recent.from_data_items(rs.items()))
+    for p, rs in b["recent"].items():
+        mine = Recent.from_packed(*rs) if version >= 2 else Recent.from_data_items(rs.items())
+        recent = recent.set(PlayerId(p), mine)
     state = HuntState(
         HuntId(b["hunt_id"]),
         b["name"],
@@ -77,9 +79,9 @@ def hunt_from_bytes(raw: bytes) -> tuple[HuntState, int]:
 
 
 def player_to_bytes(state: PlayerState) -> bytes:
-    return _pack("player", asdict(state))
+    return _pack("player", PLAYER_VERSION, asdict(state))
 
 
 def player_from_bytes(raw: bytes) -> PlayerState:
-    b = _unpack(raw, "player")
+    _, b = _unpack(raw, "player", range(1, PLAYER_VERSION + 1))
     return PlayerState(PlayerId(b["player_id"]), b["name"], b["token_hash"], b["created_at"])

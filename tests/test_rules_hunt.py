@@ -7,6 +7,7 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
+import msgpack
 import pytest
 
 from actors.events import (
@@ -1151,12 +1152,15 @@ def test_remembered_replies_behave_as_the_bounded_ordered_dict_they_replace() ->
         rebuilt = rebuilt.add(c, r)
     assert rebuilt == recent  # equal by content, however they were built
     assert rebuilt != history[-1]
-    restored = Recent.from_data_items(recent.data_items())  # what a snapshot does
-    assert restored == recent and len(restored) == RECENT_IDS_PER_PLAYER
     newer = Reply(result={"i": -1})
-    assert list(restored.add(CommandId("new"), newer).items()) == list(
-        recent.add(CommandId("new"), newer).items()
-    )  # and it goes on as the original would: the oldest forgotten, the newest last
+    for restored in (
+        Recent.from_data_items(recent.data_items()),  # what a version-1 snapshot does
+        Recent.from_packed(*recent.packed()),  # and a version-2 one
+    ):
+        assert restored == recent and len(restored) == RECENT_IDS_PER_PLAYER
+        assert list(restored.add(CommandId("new"), newer).items()) == list(
+            recent.add(CommandId("new"), newer).items()
+        )  # and it goes on as the original would: the oldest forgotten, the newest last
 
 
 def test_a_snapshot_keeps_the_remembered_replies_in_order() -> None:
@@ -1166,6 +1170,22 @@ def test_a_snapshot_keeps_the_remembered_replies_in_order() -> None:
     state, replies_version = hunt_from_bytes(hunt_to_bytes(g.s, 7))
     assert state == g.s and replies_version == 7
     assert [c for c, _ in state.recent[P1].items()][-3:] == ["w27", "w28", "w29"]
+
+
+def test_a_version_1_snapshot_still_reads() -> None:
+    """Version 1 kept each remembered reply unpacked, as ``{cmd: reply data}``."""
+    g = running()
+    for i in range(30):
+        g.send(P1, SubmitAnswer(CommandId(f"w{i}"), g.hunt_id, 0, "red"))
+    doc = msgpack.unpackb(hunt_to_bytes(g.s, 7))
+    assert doc["v"] == 2
+    doc["v"] = 1
+    doc["body"]["recent"] = {p: dict(rs.data_items()) for p, rs in g.s.recent.items()}
+    state, replies_version = hunt_from_bytes(msgpack.packb(doc))
+    assert state == g.s and replies_version == 7
+    doc["v"] = 3
+    with pytest.raises(ValueError, match="not a hunt snapshot"):
+        hunt_from_bytes(msgpack.packb(doc))
 
 
 def test_changed_is_replace_for_the_state_classes() -> None:
