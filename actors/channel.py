@@ -26,6 +26,7 @@ import logging
 import pickle
 import queue
 import secrets
+import select
 import socket
 import struct
 import termios
@@ -92,8 +93,12 @@ class FrameReader:
 
 
 class _Peer:
-    """One gateway's stream. Its frames are written by a thread of its own, so a gateway
-    that stops reading holds up nobody but itself."""
+    """One gateway's stream. A frame is written at once when the kernel takes it;
+    what it does not take goes to a thread of the peer's own, so a gateway that
+    stops reading holds up nobody but itself. (Every frame through the thread
+    cost a thread switch and a turn at the GIL, which the writer waits for
+    while the shard computes: up to the 5 ms switch interval per reply batch.)
+    """
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -105,18 +110,28 @@ class _Peer:
         self._writer: threading.Thread | None = None
 
     def write(self, data: bytes) -> None:
+        with self._count:
+            if self.queued == 0:  # nothing waits for the writer: this frame may overtake none
+                try:
+                    sent = self.sock.send(data)
+                except BlockingIOError:
+                    sent = 0
+                except OSError:  # the reader sees the stream end and drops the peer
+                    return
+                if sent == len(data):
+                    return
+                data = data[sent:]
+            self.queued += len(data)
         if self._writer is None:
             self._writer = threading.Thread(target=self._write_all, name="channel-writer")
             self._writer.daemon = True
             self._writer.start()
-        with self._count:
-            self.queued += len(data)
         self._out.put(data)
 
     def _write_all(self) -> None:
         while (data := self._out.get()) is not None:
             try:
-                self.sock.sendall(data)
+                self._send_all(data)
             except OSError:  # the reader sees the stream end and drops the peer
                 with contextlib.suppress(OSError):
                     self.sock.shutdown(socket.SHUT_RDWR)
@@ -125,9 +140,23 @@ class _Peer:
                 with self._count:
                     self.queued -= len(data)
 
+    def _send_all(self, data: bytes) -> None:
+        """Writes all of ``data`` to the non-blocking socket, waiting at most
+        ``SEND_TIMEOUT_S`` at a time for the gateway to read."""
+        view = memoryview(data)
+        poller = select.poll()
+        poller.register(self.sock, select.POLLOUT)
+        while view:
+            if not poller.poll(SEND_TIMEOUT_S * 1000):
+                raise TimeoutError(f"the gateway read nothing for {SEND_TIMEOUT_S:g} s")
+            try:
+                view = view[self.sock.send(view) :]
+            except BlockingIOError:
+                continue
+
     def close(self) -> None:
         with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)  # a writer blocked in sendall returns
+            self.sock.shutdown(socket.SHUT_RDWR)  # a writer waiting to send returns
         if self._writer is not None:
             self._out.put(None)
             self._writer.join(SEND_TIMEOUT_S)
@@ -177,7 +206,10 @@ class ChannelServer:
             if peer is None:
                 continue
             try:
-                data = peer.sock.recv(RECV_BYTES)
+                try:
+                    data = peer.sock.recv(RECV_BYTES)
+                except BlockingIOError:
+                    continue  # not readable after all
                 if not data:
                     raise ConnectionError("closed by the gateway")
                 for payload in peer.reader.feed(data):
@@ -216,8 +248,7 @@ class ChannelServer:
         except BlockingIOError:
             return
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        # recv only when ready; the writer gives up on a gateway that reads nothing this long
-        sock.settimeout(SEND_TIMEOUT_S)
+        sock.setblocking(False)  # recv only when ready; send what the kernel takes
         self._peers[sock.fileno()] = _Peer(sock)
 
     def _greet(self, peer: _Peer, payload: bytes) -> None:

@@ -322,6 +322,32 @@ def test_a_gateway_that_stops_reading_holds_up_only_itself() -> None:
         other.close()
 
 
+def test_frames_keep_their_order_when_the_kernel_takes_only_some() -> None:
+    """Frames go out at once while the kernel takes them and through the writer when it
+    does not; a small frame after a big one that waits never overtakes it."""
+    server = ChannelServer("127.0.0.1")
+    slow = _gateway_stream(server, "gw-slow", rcvbuf=4096)
+    try:
+        for i in range(40):  # 10 MiB: more than the kernel holds (4 MiB at most here)
+            blob = b"x" * (512 * 1024 + i if i % 2 == 0 else 10)
+            assert server.send("gw-slow", ReplyBatch([(i, {"blob": blob})]))
+        assert server._by_gateway["gw-slow"].queued > 0  # the rest waits for the writer
+        reader, got = FrameReader(), []
+        while len(got) < 4:  # room in the kernel again, while the writer still has frames
+            got += reader.feed(slow.recv(1 << 20))
+        assert server.send("gw-slow", ReplyBatch([(40, {})]))
+        while len(got) < 41:
+            got += reader.feed(slow.recv(1 << 20))
+        assert [pickle.loads(f).replies[0][0] for f in got] == list(range(41))
+        assert server.send("gw-slow", ReplyBatch([(41, {})]))  # and after the writer caught up
+        while len(got) < 42:
+            got += reader.feed(slow.recv(1 << 20))
+        assert pickle.loads(got[41]).replies[0][0] == 41
+    finally:
+        server.close()
+        slow.close()
+
+
 def test_what_the_channels_carry_pickles_back_to_equal_values() -> None:
     """The messages pickled by their fields (``pickle_by_fields``) come back whole."""
     clues = (wire.AnswerClue("t", 3, "a"), wire.LocationClue("u", 5, 48.1, 11.5, 30.0))
