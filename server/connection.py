@@ -44,9 +44,36 @@ class TokenBucket:
         return False
 
 
+class Flusher:
+    """The connections that queued frames this loop turn; one callback writes them all.
+
+    A callback per connection and turn (a reply and its event are two frames)
+    cost the gateway a handle and a loop step per command.
+    """
+
+    def __init__(self) -> None:
+        self._due: list[Connection] = []
+
+    def add(self, conn: Connection) -> None:
+        if not self._due:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._due.append(conn)
+
+    def _flush(self) -> None:
+        due, self._due = self._due, []
+        for conn in due:
+            try:
+                conn._flush()
+            except Exception:  # one connection's failure must not keep the others' frames
+                log.exception("writing to %s failed", conn.remote)
+
+
 class Connection:
-    def __init__(self, ws: ServerConnection, limit: int, bucket: TokenBucket) -> None:
+    def __init__(
+        self, ws: ServerConnection, limit: int, bucket: TokenBucket, flusher: Flusher
+    ) -> None:
         self.ws = ws
+        self._flusher = flusher
         self.state = ConnState.AWAITING_HELLO
         self.player_id = ""
         self.name = ""
@@ -76,7 +103,7 @@ class Connection:
         self._out.append(frame)
         if not self._flush_due and self._writer is None:
             self._flush_due = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            self._flusher.add(self)
 
     def _flush(self) -> None:
         """The common case without a task or a write per frame: frames made by the

@@ -24,7 +24,7 @@ from server.actorsys import Runtime
 from server.admission import LobbyConnection, Silent, lobby_connection, lobby_size
 from server.bridge import Bridge
 from server.config import Settings
-from server.connection import Connection, ConnState, TokenBucket
+from server.connection import Connection, ConnState, Flusher, TokenBucket
 from server.feeds import Hub
 from server.guard import Guard
 from server.metrics import Metrics
@@ -45,6 +45,7 @@ class Gateway:
         self.settings = settings
         self.runtime = runtime
         self.metrics = Metrics()
+        self.flusher = Flusher()
         self.bridge = Bridge(
             runtime.asys, runtime.director, runtime.shards, f"gw-{uuid.uuid4().hex[:8]}"
         )
@@ -133,7 +134,9 @@ class Gateway:
 
     async def _handle(self, ws: ServerConnection) -> None:
         s = self.settings
-        conn = Connection(ws, s.out_queue_frames, TokenBucket(s.rate_per_s, s.rate_burst))
+        conn = Connection(
+            ws, s.out_queue_frames, TokenBucket(s.rate_per_s, s.rate_burst), self.flusher
+        )
         self.connections.add(conn)
         self.metrics.connections.inc()
         self.guard.admit(conn.remote)
