@@ -104,7 +104,7 @@ class ShardHost(Actor):  # type: ignore[misc]
     def _start(self, settings: ShardSettings) -> None:
         self.settings = settings
         self.channel = ChannelServer(os.environ.get("THESPIAN_BASE_IPADDR", "127.0.0.1"))
-        store = open_store(settings.store)
+        store = open_store(replace(settings.store, defer_sync=True))  # ShardCore syncs
         self.core = ShardCore(
             settings.index,
             settings.count,

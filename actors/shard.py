@@ -10,6 +10,7 @@ append failed is reloaded from the store and its commands are answered
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -27,11 +28,20 @@ from persistence.errors import StoreError
 from protocol.errors import ErrorCode
 
 log = logging.getLogger("treasure.shard")
+EXIT_SYNC_FAILED = 70
 
 Reply = tuple[int, dict[str, Any]]
 Pushed = tuple[str, int, bytes]
 UNAVAILABLE = {"t": "error", "code": ErrorCode.UNAVAILABLE, "message": "cannot store events now"}
 INTERNAL = {"t": "error", "code": ErrorCode.INTERNAL, "message": "internal error"}
+
+
+def stop_the_shard(exc: StoreError) -> None:  # pragma: no cover - ends the process
+    """As PostgreSQL does on a failed fsync: the Director recreates the shard, which
+    reloads what is stored; the gateways resend what had no reply."""
+    log.critical("the store could not sync (%s): the shard stops, unacknowledged", exc)
+    logging.shutdown()
+    os._exit(EXIT_SYNC_FAILED)
 
 
 @dataclass
@@ -94,8 +104,10 @@ class ShardCore:
         snapshot_every: int = 100,
         passivate_after_s: float = 300.0,
         clock: Callable[[], float] = time.time,
+        on_sync_failure: Callable[[StoreError], None] = stop_the_shard,
     ) -> None:
         self.index, self.count, self.store = index, count, store
+        self.on_sync_failure = on_sync_failure
         self.snapshot_every = snapshot_every
         self.passivate_after_s = passivate_after_s
         self.clock = clock
@@ -147,7 +159,18 @@ class ShardCore:
         self._works, self._out = {}, Output()
         self._commit(works, out)
         self._save_snapshots()
+        self._sync()
         return out
+
+    def _sync(self) -> None:
+        """Makes what was committed durable before anyone hears of it (a store that
+        ``defers_sync``). If that fails, what was committed is of unknown durability:
+        nothing of it may be said, so the shard stops (``on_sync_failure``)."""
+        try:
+            self.store.sync()
+        except StoreError as exc:
+            self.on_sync_failure(exc)
+            raise
 
     def tick(self) -> Output:
         """Finishes hunts whose time is up; passivates idle entities."""
@@ -369,6 +392,7 @@ class ShardCore:
         """Snapshot the entity at once if it has events since its last snapshot."""
         self._maybe_snapshot(entity, force=True)
         self._save_snapshots()
+        self._sync()
 
     def _save_snapshots(self) -> None:
         if not self._snapshots:

@@ -84,6 +84,13 @@ AppendOutcome = int | StoreError
 class EventStore(ABC):
     """The port. Backends: ``SqliteEventStore`` and ``CassandraEventStore``."""
 
+    #: True when an append is durable only after ``sync``: whoever acknowledges it
+    #: must call ``sync`` first (a shard does so on a thread, for many batches at once).
+    defers_sync = False
+
+    def sync(self) -> None:  # noqa: B027 - a no-op where appends are durable on return
+        """Makes every append that has returned durable; a no-op unless ``defers_sync``."""
+
     def append(self, stream: str, expected_version: int, events: Sequence[NewEvent]) -> int:
         """Store ``events`` after ``expected_version``; return the new version."""
         (outcome,) = self.append_many([AppendRequest(stream, expected_version, events)])

@@ -13,6 +13,7 @@ class StoreConfig:
     backend: str = "sqlite"
     data_dir: Path = Path("data")
     sqlite_synchronous: str = "FULL"
+    defer_sync: bool = False  # appends durable only after ``EventStore.sync`` (SQLite)
     cassandra_hosts: tuple[str, ...] = ("127.0.0.1:9042",)
     keyspace: str = "treasure"
     replication: dict[str, str | int] = field(
@@ -29,7 +30,9 @@ def open_store(config: StoreConfig) -> EventStore:
     if config.backend == "sqlite":
         from persistence.sqlite import SqliteEventStore
 
-        return SqliteEventStore(config.sqlite_path, synchronous=config.sqlite_synchronous)
+        return SqliteEventStore(
+            config.sqlite_path, synchronous=config.sqlite_synchronous, defer_sync=config.defer_sync
+        )
     if config.backend == "cassandra":
         from persistence.cassandra import CassandraEventStore
 

@@ -15,6 +15,7 @@ from actors.messages import Request, Subscribe
 from actors.player import Register
 from actors.shard import Output, ShardCore
 from actors.timers import running_timers
+from persistence.errors import StoreUnavailable
 from persistence.sqlite import SqliteEventStore
 from protocol.messages import (
     AnswerClue,
@@ -251,3 +252,39 @@ def test_a_resend_whose_link_cannot_be_written_is_unavailable(core: ShardCore, p
     assert replies(play(core, join))[0]["code"] == "unavailable"
     blocker.execute("ROLLBACK")
     assert replies(play(core, join))[0]["t"] == "ok"
+
+
+class SyncingStore(SqliteEventStore):
+    """Records when the shard appends and syncs; its sync can be made to fail."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, defer_sync=True)
+        self.calls: list[str] = []
+        self.fail_sync = False
+
+    def append_many(self, requests: Any) -> Any:
+        self.calls.append("append")
+        return super().append_many(requests)
+
+    def sync(self) -> None:
+        self.calls.append("sync")
+        if self.fail_sync:
+            raise StoreUnavailable("EIO")
+        super().sync()
+
+
+def test_a_batch_is_synced_before_its_replies_are_given(path: Path, clock: Clock) -> None:
+    store = SyncingStore(path)
+    failures: list[Exception] = []
+    core = ShardCore(0, 1, store, clock=clock, on_sync_failure=failures.append)
+    try:
+        hunt, req = create()
+        out = core.handle("gw", [req])
+        assert replies(out) == [{"t": "ok", "hunt_id": hunt}]
+        assert store.calls == ["append", "sync"]
+        store.fail_sync = True
+        with pytest.raises(StoreUnavailable):
+            core.handle("gw", [Request(2, "hunt", hunt, JoinHunt(CommandId("j"), hunt), "p1")])
+        assert [str(f) for f in failures] == ["EIO"]  # the host's hook ends the shard
+    finally:
+        store.close()

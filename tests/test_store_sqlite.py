@@ -29,6 +29,38 @@ class TestSqliteConformance(StoreConformance):
         return SqliteEventStore(self.dir / "events.sqlite3")
 
 
+class TestSqliteDeferredSyncConformance(TestSqliteConformance):
+    """The same store as the shards open it: commits sync only when asked."""
+
+    def make_store(self) -> EventStore:
+        return SqliteEventStore(self.dir / "events.sqlite3", defer_sync=True)
+
+    def reopen_store(self, store: EventStore) -> EventStore:
+        store.sync()
+        store.close()
+        return self.make_store()
+
+
+def test_a_deferred_sync_store_commits_without_fsync_and_syncs_its_log(tmp_path: Path) -> None:
+    full = SqliteEventStore(tmp_path / "e.db")
+    deferred = SqliteEventStore(tmp_path / "e.db", defer_sync=True)
+    unsynced = SqliteEventStore(tmp_path / "e.db", synchronous="OFF", defer_sync=True)
+    try:
+        assert not full.defers_sync and not unsynced.defers_sync and deferred.defers_sync
+        pragma = "PRAGMA synchronous"
+        assert full._db.execute(pragma).fetchone()[0] == 2  # FULL
+        assert deferred._db.execute(pragma).fetchone()[0] == 1  # NORMAL
+        deferred.append("s", 0, [NewEvent("e", 1, {"i": 1}, 1)])
+        deferred.sync()
+        wal = os.stat(tmp_path / "e.db-wal")
+        assert os.fstat(deferred._wal_fd).st_ino == wal.st_ino  # fsyncs the log itself
+        full.sync()  # a no-op where commits sync themselves
+        assert [e.data for e in full.read("s")] == [{"i": 1}]
+    finally:
+        for store in (full, deferred, unsynced):
+            store.close()
+
+
 def test_the_file_is_in_wal_mode_with_full_sync(tmp_path: Path) -> None:
     SqliteEventStore(tmp_path / "e.db").close()
     db = sqlite3.connect(tmp_path / "e.db")
