@@ -182,8 +182,12 @@ class Gateway:
         self.bridge.submit("hunt", hunt, Unsubscribe())
 
     def _shards_changed(self, replaced: list[int]) -> None:
+        def on_replaced(hunt: str) -> bool:
+            return shard_for("hunt", hunt, self.bridge.count) in replaced
+
+        self.hub.forget([h for h in self.hub.lingering() if on_replaced(h)])
         for hunt in self.hub.hunts():
-            if shard_for("hunt", hunt, self.bridge.count) in replaced:
+            if on_replaced(hunt):
                 fut = self.bridge.subscribe(hunt)
                 fut.add_done_callback(functools.partial(self._resubscribed, hunt))
 

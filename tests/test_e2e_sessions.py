@@ -197,7 +197,9 @@ async def test_tokens_subscriptions_and_replies_survive_a_restart(tmp_path: Path
         ben_solved = await ben2.request("submit_answer", **solve)
         assert (ben_solved["points"], ben_solved["score"]) == (10, 10)
         for c in (org2, ana2, ben2):  # org2 never resumed: its subscription was restored
-            ev = await c.wait_event(hunt, 6)
+            # and holds live events for RESTORED_HOLD_S from its hello, which can be
+            # only milliseconds before this wait starts
+            ev = await c.wait_event(hunt, 6, within_s=RESTORED_HOLD_S + 10)
             assert ev["kind"] == "clue_solved" and ev["data"]["player_id"] == ben.player_id
         view = (await org2.request("get_hunt", hunt_id=hunt))["hunt"]
         assert view["status"] == "running"
