@@ -85,7 +85,7 @@ class EventStore(ABC):
     """The port. Backends: ``SqliteEventStore`` and ``CassandraEventStore``."""
 
     #: True when an append is durable only after ``sync``: whoever acknowledges it
-    #: must call ``sync`` first (a shard does so on a thread, for many batches at once).
+    #: must call ``sync`` first (a shard does so after each batch, before it answers).
     defers_sync = False
 
     def sync(self) -> None:  # noqa: B027 - a no-op where appends are durable on return

@@ -130,6 +130,7 @@ class SqliteEventStore(EventStore):
         if self.defers_sync:
             synchronous = "NORMAL"
         self._wal_fd = -1
+        self._unsynced = False  # a transaction committed since the last sync
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._writer = WriterLock(self.path, busy_timeout_s)
@@ -161,10 +162,12 @@ class SqliteEventStore(EventStore):
         self.check_one_per_stream(requests)
         with self._lock, self._writer.held():
             try:
-                return self._append_all(requests)
+                outcomes = self._append_all(requests)
             except sqlite3.Error as exc:
                 self._rollback()
                 raise StoreUnavailable(f"append failed: {exc}") from exc
+            self._unsynced = True
+            return outcomes
 
     def _append_all(self, requests: Sequence[AppendRequest]) -> list[AppendOutcome]:
         db = self._db
@@ -280,6 +283,7 @@ class SqliteEventStore(EventStore):
             except sqlite3.Error as exc:
                 self._rollback()
                 raise StoreUnavailable(f"{what} failed: {exc}") from exc
+            self._unsynced = True
 
     def save_snapshot(self, stream: str, seq: int, state: bytes) -> None:
         self.save_snapshots([Snapshot(stream, seq, state)])
@@ -311,8 +315,9 @@ class SqliteEventStore(EventStore):
     def sync(self) -> None:
         """fsyncs the write-ahead log (SQLite keeps the file while a connection is open;
         a new one, after every connection closed, is opened again)."""
-        if not self.defers_sync:
-            return
+        if not (self.defers_sync and self._unsynced):
+            return  # each commit synced itself, or none happened since the last sync
+        self._unsynced = False
         wal = f"{self.path}-wal"
         try:
             if self._wal_fd < 0 or os.fstat(self._wal_fd).st_ino != os.stat(wal).st_ino:
@@ -322,6 +327,7 @@ class SqliteEventStore(EventStore):
                 self._wal_fd = os.open(wal, os.O_RDONLY)
             os.fsync(self._wal_fd)
         except OSError as exc:
+            self._unsynced = True
             raise StoreUnavailable(f"cannot sync {wal}: {exc}") from exc
 
     def close(self) -> None:

@@ -47,6 +47,8 @@ def test_a_deferred_sync_store_commits_without_fsync_and_syncs_its_log(tmp_path:
     unsynced = SqliteEventStore(tmp_path / "e.db", synchronous="OFF", defer_sync=True)
     try:
         assert not full.defers_sync and not unsynced.defers_sync and deferred.defers_sync
+        deferred.sync()
+        assert deferred._wal_fd == -1  # nothing committed yet: nothing to sync
         pragma = "PRAGMA synchronous"
         assert full._db.execute(pragma).fetchone()[0] == 2  # FULL
         assert deferred._db.execute(pragma).fetchone()[0] == 1  # NORMAL
