@@ -216,7 +216,7 @@ class Bridge:
             entry = self._pending.get(req)
             self._forget(req)
             if entry is not None:
-                self._answer(entry[0], TIMED_OUT)
+                self._answer(entry[0], dict(TIMED_OUT))
 
     def subscribe(self, hunt: str) -> asyncio.Future[dict[str, Any]]:
         return self.submit("hunt", hunt, Subscribe())
@@ -240,7 +240,10 @@ class Bridge:
     def _on_batch(self, batch: ReplyBatch) -> None:
         self._on_replies(batch.replies)
         if batch.events:  # after the replies: a join's reply comes before its event
-            self.on_events(batch.events)
+            try:
+                self.on_events(batch.events)
+            except Exception:  # the stream and the other batches go on
+                log.exception("delivering %d events failed", len(batch.events))
 
     def _on_replies(self, replies: list[tuple[int, Reply]]) -> None:
         for req, msg in replies:

@@ -373,3 +373,21 @@ def test_what_the_channels_carry_pickles_back_to_equal_values() -> None:
     assert [type(r.cmd) for r in back.requests] == [type(c) for c in commands]
     replies = ReplyBatch([(1, {"t": "ok", "seq": 2})], [("h", 2, b"frame")])
     assert pickle.loads(frame(replies)[4:]) == replies
+
+
+async def test_a_failing_event_sink_loses_no_reply_and_keeps_the_stream(
+    bridge: Bridge, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(events: list[tuple[str, int, bytes]]) -> None:
+        raise RuntimeError("a bug in the hub")
+
+    bridge.on_events = broken
+    first = Replies(1)
+    bridge.send("hunt", "a", None, first.then("a"), 10)
+    await asyncio.wait_for(first.all.wait(), 10)
+    bridge._on_batch(ReplyBatch([], [("a", 1, b"event")]))  # as if the shard pushed one
+    assert "delivering 1 events failed" in caplog.text
+    later = Replies(1)
+    bridge.send("hunt", "b", None, later.then("b"), 10)
+    await asyncio.wait_for(later.all.wait(), 10)
+    assert later.got == [("b", {"t": "ok", "entity": "b"})] and bridge.linked() == [0]
