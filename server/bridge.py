@@ -12,7 +12,7 @@ Every request stays pending until answered, or until its deadline: a
 request sent with ``send`` is answered by calling its ``then`` in the turn
 its reply batch is read, with no future, timer or scheduled callback per
 command (those were ~10% of the gateway's CPU); one timer, for the oldest
-deadline, answers the late ones "timed out". When a stream comes up (the
+deadline (``Deadlines``), answers the late ones "timed out". When a stream comes up (the
 first time, after it was lost, or to a recreated shard), the requests
 pending for that shard are written to it again with the same ids (entities
 make that safe), and the gateway resubscribes the hunts that shard hosts.
@@ -43,11 +43,13 @@ from actors.messages import (
 )
 from actors.placement import shard_for
 from protocol.errors import ErrorCode
+from server.deadlines import Deadlines
 
 log = logging.getLogger("treasure.bridge")
 EventSink = Callable[[list[tuple[str, int, bytes]]], None]
 Reply = dict[str, Any]
 TIMED_OUT: Reply = {"t": "error", "code": ErrorCode.UNAVAILABLE, "message": "timed out"}
+REQUEST_TIMEOUT_S = 10.0
 RECONNECT_FIRST_S = 0.05
 RECONNECT_MAX_S = 1.0
 
@@ -93,7 +95,14 @@ class ShardLink(asyncio.Protocol):
 
 
 class Bridge:
-    def __init__(self, asys: Any, director: Any, shards: list[Any], gateway_id: str) -> None:
+    def __init__(
+        self,
+        asys: Any,
+        director: Any,
+        shards: list[Any],
+        gateway_id: str,
+        timeout_s: float = REQUEST_TIMEOUT_S,
+    ) -> None:
         self.asys, self.director, self.shards = asys, director, list(shards)
         self.gateway_id = gateway_id
         self.on_events: EventSink = lambda events: None
@@ -101,8 +110,7 @@ class Bridge:
         self.channels: list[Endpoint | None] = [None] * len(self.shards)
         self._ids = itertools.count(1)
         self._pending: dict[int, tuple[Callable[[Reply], None], int, Request]] = {}
-        self._deadlines: dict[int, float] = {}  # oldest first: every deadline is as long
-        self._expiry: asyncio.TimerHandle | None = None
+        self.deadlines = Deadlines[int](timeout_s, self._timed_out)  # of ``send``'s requests
         self._outbox: dict[int, list[Request]] = defaultdict(list)
         self._flush_scheduled = False
         self._links: dict[int, ShardLink] = {}
@@ -154,17 +162,12 @@ class Bridge:
         entity: str,
         cmd: Any,
         then: Callable[[Reply], None],
-        timeout_s: float,
         player: str = "",
         name: str = "",
     ) -> None:
-        """Sends a request; ``then`` gets its reply, or ``TIMED_OUT`` after ``timeout_s``
-        (the same for every call: deadlines are kept in the order they were set)."""
-        assert self.loop is not None
-        req = self._track(kind, entity, cmd, then, player, name)
-        self._deadlines[req.req] = self.loop.time() + timeout_s
-        if self._expiry is None:
-            self._expiry = self.loop.call_at(self._deadlines[req.req], self._expire)
+        """Sends a request; ``then`` gets its reply, or ``TIMED_OUT`` after the bridge's
+        ``timeout_s``."""
+        self.deadlines.add(self._track(kind, entity, cmd, then, player, name).req)
 
     def submit(
         self, kind: str, entity: str, cmd: Any, player: str = "", name: str = ""
@@ -199,24 +202,15 @@ class Bridge:
 
     def _forget(self, req: int) -> None:
         self._pending.pop(req, None)
-        self._deadlines.pop(req, None)
+        self.deadlines.discard(req)
         if not self._pending:
             self.idle.set()
 
-    def _expire(self) -> None:
-        """Answers "timed out" every request past its deadline; waits for the next."""
-        assert self.loop is not None
-        self._expiry = None
-        now = self.loop.time()
-        while self._deadlines:
-            req, deadline = next(iter(self._deadlines.items()))
-            if deadline > now:
-                self._expiry = self.loop.call_at(deadline, self._expire)
-                return
-            entry = self._pending.get(req)
-            self._forget(req)
-            if entry is not None:
-                self._answer(entry[0], dict(TIMED_OUT))
+    def _timed_out(self, req: int) -> None:
+        entry = self._pending.get(req)
+        self._forget(req)
+        if entry is not None:
+            self._answer(entry[0], dict(TIMED_OUT))
 
     def subscribe(self, hunt: str) -> asyncio.Future[dict[str, Any]]:
         return self.submit("hunt", hunt, Subscribe())

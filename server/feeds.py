@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from server.connection import Connection, ConnState
+from server.deadlines import Deadlines
 
 log = logging.getLogger("treasure.feeds")
 LINGER_S = 10.0
@@ -46,10 +47,7 @@ class Hub:
         self.subscribers: dict[str, set[Connection]] = defaultdict(set)
         self._fetch = fetch
         self._subscribe_hunt = subscribe_hunt
-        self._unsubscribe_hunt = unsubscribe_hunt
-        self.linger_s = linger_s
-        self._idle: dict[str, float] = {}  # followed by none of ours since, oldest first
-        self._sweep_timer: asyncio.TimerHandle | None = None
+        self._idle = Deadlines[str](linger_s, unsubscribe_hunt)  # followed by none of ours
         self.gaps_repaired = 0
 
     def hunts(self) -> list[str]:
@@ -64,7 +62,7 @@ class Hub:
         # A feed that already delivers keeps its place: the events up to ``last`` (a
         # re-join's reply seq, say) may still be on their way to it, and moving ``last``
         # past them would drop them as duplicates, leaving the client a gap.
-        if not self.subscribers[hunt] and self._idle.pop(hunt, None) is None:
+        if not self.subscribers[hunt] and not self._idle.discard(hunt):
             self._subscribe_hunt(hunt)
         self.subscribers[hunt].add(conn)
         return feed
@@ -76,7 +74,7 @@ class Hub:
             conns.discard(conn)
             if not conns:
                 del self.subscribers[hunt]
-                self._linger(hunt)
+                self._idle.add(hunt)
 
     def lingering(self) -> list[str]:
         """Hunts the gateway still follows though none of its connections does."""
@@ -86,26 +84,7 @@ class Hub:
         """Stop counting lingering ``hunts`` as followed (their shard was replaced and
         follows nothing for this gateway); a connection that follows one subscribes."""
         for hunt in hunts:
-            self._idle.pop(hunt, None)
-
-    def _linger(self, hunt: str) -> None:
-        loop = asyncio.get_running_loop()
-        self._idle[hunt] = loop.time() + self.linger_s
-        if self._sweep_timer is None:
-            self._sweep_timer = loop.call_at(self._idle[hunt], self._sweep)
-
-    def _sweep(self) -> None:
-        """Unsubscribes the hunts that lingered long enough; waits for the next."""
-        self._sweep_timer = None
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        while self._idle:
-            hunt, until = next(iter(self._idle.items()))
-            if until > now:
-                self._sweep_timer = loop.call_at(until, self._sweep)
-                return
-            del self._idle[hunt]
-            self._unsubscribe_hunt(hunt)
+            self._idle.discard(hunt)
 
     def drop(self, conn: Connection) -> None:
         for hunt in list(conn.feeds):

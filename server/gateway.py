@@ -47,7 +47,11 @@ class Gateway:
         self.metrics = Metrics()
         self.flusher = Flusher()
         self.bridge = Bridge(
-            runtime.asys, runtime.director, runtime.shards, f"gw-{uuid.uuid4().hex[:8]}"
+            runtime.asys,
+            runtime.director,
+            runtime.shards,
+            f"gw-{uuid.uuid4().hex[:8]}",
+            timeout_s=settings.request_timeout_s,
         )
         self.hub = Hub(self._fetch, self._subscribe_hunt, self._unsubscribe_hunt)
         self.guard = Guard(settings.limits())
@@ -55,7 +59,6 @@ class Gateway:
             self.bridge,
             self.hub,
             self.metrics,
-            timeout_s=settings.request_timeout_s,
             bad_frame_limit=settings.bad_frames_close_after,
             guard=self.guard,
         )

@@ -68,13 +68,11 @@ class Sessions:
         hub: Hub,
         metrics: Metrics,
         *,
-        timeout_s: float,
         bad_frame_limit: int,
         guard: Guard | None = None,
     ) -> None:
         self.bridge, self.hub, self.metrics = bridge, hub, metrics
         self.guard = guard or Guard(Limits())
-        self.timeout_s = timeout_s
         self.bad_frame_limit = bad_frame_limit
         self.by_player: dict[str, set[Connection]] = {}
 
@@ -152,7 +150,7 @@ class Sessions:
             self.hub.hold(feed)
         sent = Sent(conn, hunt, cmd, t, started, fresh)
         then = functools.partial(self._hunt_done, sent)
-        self.bridge.send("hunt", hunt, cmd, then, self.timeout_s, conn.player_id, conn.name)
+        self.bridge.send("hunt", hunt, cmd, then, conn.player_id, conn.name)
 
     def _hunt_done(self, sent: Sent, msg: Reply) -> None:
         # An ok'd create/join/leave has also linked the player to the hunt (or unlinked it)
@@ -243,7 +241,7 @@ class Sessions:
             request = Authenticate(hash_secret(parts[1]))  # type: ignore[assignment]
         conn.state = ConnState.HELLO_PENDING
         then = functools.partial(self._welcome, conn, cmd, player, token, started)
-        self.bridge.send("player", player, request, then, self.timeout_s, player)
+        self.bridge.send("player", player, request, then, player)
 
     def _welcome(
         self, conn: Connection, cmd: Hello, player: str, token: str, started: float, msg: Reply

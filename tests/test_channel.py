@@ -233,15 +233,17 @@ async def test_a_request_past_its_deadline_is_answered_timed_out_once_and_not_re
     await asyncio.wait_for(bridge.submit("hunt", "warm", None), 10)
     shard.holding = True
     replies = Replies(2)
-    bridge.send("hunt", "a", None, replies.then("a"), 0.05)
-    bridge.send("hunt", "b", None, replies.then("b"), 0.05)
+    bridge.deadlines.delay_s = 0.05
+    bridge.send("hunt", "a", None, replies.then("a"))
+    bridge.send("hunt", "b", None, replies.then("b"))
+    bridge.deadlines.delay_s = 10
     await asyncio.wait_for(replies.all.wait(), 10)
     assert replies.got == [("a", TIMED_OUT), ("b", TIMED_OUT)]
     assert bridge.in_flight() == 0
     shard.holding = False
     await asyncio.to_thread(shard.drop_streams)  # a new stream resends what is pending
     late = Replies(1)
-    bridge.send("hunt", "c", None, late.then("c"), 10)
+    bridge.send("hunt", "c", None, late.then("c"))
     await asyncio.wait_for(late.all.wait(), 10)
     assert late.got == [("c", {"t": "ok", "entity": "c"})]
     assert replies.got == [("a", TIMED_OUT), ("b", TIMED_OUT)]  # nothing more for a or b
@@ -255,9 +257,9 @@ async def test_a_failing_reply_handler_loses_none_of_the_others(
         raise RuntimeError("a bug in one session")
 
     replies = Replies(2)
-    bridge.send("hunt", "x", None, replies.then("x"), 10)
-    bridge.send("hunt", "y", None, broken, 10)
-    bridge.send("hunt", "z", None, replies.then("z"), 10)
+    bridge.send("hunt", "x", None, replies.then("x"))
+    bridge.send("hunt", "y", None, broken)
+    bridge.send("hunt", "z", None, replies.then("z"))
     await asyncio.wait_for(replies.all.wait(), 10)
     assert [name for name, _ in replies.got] == ["x", "z"]
     assert "handling a reply failed" in caplog.text
@@ -383,11 +385,11 @@ async def test_a_failing_event_sink_loses_no_reply_and_keeps_the_stream(
 
     bridge.on_events = broken
     first = Replies(1)
-    bridge.send("hunt", "a", None, first.then("a"), 10)
+    bridge.send("hunt", "a", None, first.then("a"))
     await asyncio.wait_for(first.all.wait(), 10)
     bridge._on_batch(ReplyBatch([], [("a", 1, b"event")]))  # as if the shard pushed one
     assert "delivering 1 events failed" in caplog.text
     later = Replies(1)
-    bridge.send("hunt", "b", None, later.then("b"), 10)
+    bridge.send("hunt", "b", None, later.then("b"))
     await asyncio.wait_for(later.all.wait(), 10)
     assert later.got == [("b", {"t": "ok", "entity": "b"})] and bridge.linked() == [0]
