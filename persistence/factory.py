@@ -14,6 +14,7 @@ class StoreConfig:
     data_dir: Path = Path("data")
     sqlite_synchronous: str = "FULL"
     defer_sync: bool = False  # appends durable only after ``EventStore.sync`` (SQLite)
+    sqlite_partitions: int = 1  # files of a new SQLite store (the server: one per shard)
     cassandra_hosts: tuple[str, ...] = ("127.0.0.1:9042",)
     keyspace: str = "treasure"
     replication: dict[str, str | int] = field(
@@ -21,17 +22,16 @@ class StoreConfig:
     )
     request_timeout_s: float = 5.0
 
-    @property
-    def sqlite_path(self) -> Path:
-        return self.data_dir / "events.sqlite3"
-
 
 def open_store(config: StoreConfig) -> EventStore:
     if config.backend == "sqlite":
-        from persistence.sqlite import SqliteEventStore
+        from persistence.sqlite_partitions import PartitionedSqliteStore
 
-        return SqliteEventStore(
-            config.sqlite_path, synchronous=config.sqlite_synchronous, defer_sync=config.defer_sync
+        return PartitionedSqliteStore(
+            config.data_dir,
+            config.sqlite_partitions,
+            synchronous=config.sqlite_synchronous,
+            defer_sync=config.defer_sync,
         )
     if config.backend == "cassandra":
         from persistence.cassandra import CassandraEventStore

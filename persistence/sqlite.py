@@ -1,4 +1,4 @@
-"""SQLite backend: the embedded default, one file under the data directory.
+"""SQLite backend: one file (the server opens one per shard: ``sqlite_partitions``).
 
 WAL mode with ``synchronous=FULL`` by default: an "ok" survives a power cut,
 not only a process crash. Group commit (one transaction per shard batch) is
@@ -64,6 +64,10 @@ CREATE TABLE IF NOT EXISTS links (
     present INTEGER NOT NULL,
     seq     INTEGER NOT NULL,
     PRIMARY KEY (owner, target)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT NOT NULL PRIMARY KEY,
+    value TEXT NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS snapshots (
     stream TEXT    NOT NULL PRIMARY KEY,
@@ -311,6 +315,22 @@ class SqliteEventStore(EventStore):
         sql = "SELECT seq, state FROM snapshots WHERE stream=?"
         rows = self._query("snapshot read", sql, (stream,))
         return Snapshot(stream, int(rows[0][0]), bytes(rows[0][1])) if rows else None
+
+    def partition_count(self, wanted: int) -> int:
+        """The number of partition files of this file's store: recorded in it, else
+        ``wanted`` if the store is empty, else 1 (made before partitions existed)."""
+        found: list[int] = []
+
+        def settle() -> None:
+            row = self._db.execute("SELECT value FROM meta WHERE key='partitions'").fetchone()
+            if row is None:
+                empty = self._db.execute("SELECT 1 FROM events LIMIT 1").fetchone() is None
+                row = (wanted if empty else 1,)
+                self._db.execute("INSERT INTO meta VALUES ('partitions', ?)", row)
+            found.append(int(row[0]))
+
+        self._transaction("partition count", settle)
+        return found[0]
 
     def sync(self) -> None:
         """fsyncs the write-ahead log (SQLite keeps the file while a connection is open;

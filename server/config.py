@@ -59,6 +59,7 @@ class Settings:
         return StoreConfig(
             backend=self.store,
             data_dir=self.data_dir,
+            sqlite_partitions=self.shards,  # each shard writes a file of its own
             cassandra_hosts=self.cassandra_hosts,
             keyspace=self.keyspace,
         )

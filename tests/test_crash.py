@@ -23,7 +23,7 @@ from actors.entity import new_event
 from actors.events import ClueSolved
 from actors.ids import hunt_stream
 from persistence.base import AppendRequest
-from persistence.sqlite import SqliteEventStore
+from persistence.factory import StoreConfig, open_store
 from protocol.messages import PlayerId
 from server.procs import alive, pids_listening_on
 from tests.play import RESERVED, STATE_CHANGING, Play, comparable, solve_fields
@@ -290,7 +290,7 @@ async def test_events_a_dead_shard_stored_but_never_published_reach_live_subscri
     shards = shard_pids(srv)
     for pid in shards:
         os.kill(pid, signal.SIGSTOP)
-    store = SqliteEventStore(data_dir / "events.sqlite3")  # the append the shard made
+    store = open_store(StoreConfig(data_dir=data_dir))  # the append the shard made
     try:
         solved = ClueSolved(int(time.time() * 1000), PlayerId(p0), 0, 10, 10)
         meta = {"cmd": "lost-1", "player": p0}

@@ -36,6 +36,7 @@ from actors.events import ClueSolved, HuntCreated, PlayerJoined
 from actors.ids import hunt_stream
 from actors.placement import shard_for
 from persistence.base import AppendRequest, EventStore
+from persistence.factory import StoreConfig, open_store
 from persistence.sqlite import SqliteEventStore
 from protocol.messages import HuntId, PlayerId
 from server.client import GameClient, quick_client
@@ -65,7 +66,7 @@ class Backend:
 @pytest.fixture(params=["sqlite", pytest.param("cassandra", marks=pytest.mark.cassandra)])
 def backend(request: pytest.FixtureRequest, data_dir: Path) -> Backend:
     if request.param == "sqlite":
-        return Backend("sqlite", [], lambda: SqliteEventStore(data_dir / "events.sqlite3"))
+        return Backend("sqlite", [], lambda: open_store(StoreConfig(data_dir=data_dir)))
     from persistence.cassandra import CassandraEventStore
 
     node: CassandraNode = request.getfixturevalue("cassandra_node")
@@ -309,7 +310,7 @@ async def test_a_join_whose_player_shard_dies_at_once_is_followed_after_hello(
 ) -> None:
     """A join links the player to the hunt in the hunt's own commit, before its ok: the
     player's shard (another one) dying at once loses nothing, a new connection follows."""
-    sqlite = Backend("sqlite", [], lambda: SqliteEventStore(data_dir / "events.sqlite3"))
+    sqlite = Backend("sqlite", [], lambda: open_store(StoreConfig(data_dir=data_dir)))
     srv = launch(servers, data_dir, sqlite)
     play = Play(srv.url)
     await play.setup(hunts=1, players_per_hunt=1, shards=2)  # the hunt lives on shard 0

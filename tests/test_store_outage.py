@@ -15,6 +15,10 @@ BUSY_TIMEOUT_S = 5.0  # SqliteEventStore's default
 REQUEST_TIMEOUT_S = 10.0  # the gateway answers unavailable by then at the latest
 
 
+def partition_files(tmp_path: Path) -> list[Path]:
+    return sorted((tmp_path / "data").glob("events*.sqlite3"))
+
+
 async def test_a_store_that_cannot_write_answers_unavailable_then_recovers(
     tmp_path: Path,
 ) -> None:
@@ -27,16 +31,20 @@ async def test_a_store_that_cannot_write_answers_unavailable_then_recovers(
         await player.request("join_hunt", hunt_id=hunt)
         await org.request("start_hunt", hunt_id=hunt)
 
-        blocker = sqlite3.connect(tmp_path / "data" / "events.sqlite3", isolation_level=None)
-        blocker.execute("BEGIN IMMEDIATE")
+        # every partition file (one per shard) is locked by another process
+        blockers = [sqlite3.connect(f, isolation_level=None) for f in partition_files(tmp_path)]
+        assert blockers
+        for blocker in blockers:
+            blocker.execute("BEGIN IMMEDIATE")
         started = time.monotonic()
         failed = await player.request("submit_answer", "a1", hunt_id=hunt, clue=0, answer="yes")
         waited = time.monotonic() - started
         assert failed["code"] == "unavailable"
         assert waited < REQUEST_TIMEOUT_S + 2, f"waited {waited:.1f}s for unavailable"
         assert (await player.request("ping"))["t"] == "ok"  # the connection is fine
-        blocker.execute("ROLLBACK")
-        blocker.close()
+        for blocker in blockers:
+            blocker.execute("ROLLBACK")
+            blocker.close()
 
         ok = await player.request("submit_answer", "a1", hunt_id=hunt, clue=0, answer="yes")
         assert ok == {"t": "ok", "re": "a1", "correct": True, "points": 7, "score": 7}

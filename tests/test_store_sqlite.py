@@ -9,10 +9,14 @@ from typing import Any
 
 import pytest
 
+from actors.ids import hunt_replies_stream, hunt_stream, player_stream
+from actors.placement import shard_for
 from persistence import EventStore, StoreUnavailable
-from persistence.base import AppendRequest, NewEvent
+from persistence.base import AppendRequest, Link, NewEvent
 from persistence.factory import StoreConfig, open_store
 from persistence.sqlite import SqliteEventStore
+from persistence.sqlite_partitions import PartitionedSqliteStore, partition_file, partition_of
+from server.config import Settings
 from tests.store_conformance import StoreConformance
 
 
@@ -72,8 +76,8 @@ def test_the_file_is_in_wal_mode_with_full_sync(tmp_path: Path) -> None:
 def test_sqlite_is_the_default_backend(tmp_path: Path) -> None:
     store = open_store(StoreConfig(data_dir=tmp_path))
     try:
-        assert isinstance(store, SqliteEventStore)
-        assert store.path == tmp_path / "events.sqlite3"
+        assert isinstance(store, PartitionedSqliteStore) and len(store.parts) == 1
+        assert store.parts[0].path == tmp_path / "events.sqlite3"
     finally:
         store.close()
 
@@ -152,3 +156,143 @@ def test_two_writer_processes_both_finish_with_every_event(tmp_path: Path) -> No
         for i in range(20):
             assert [e.timestamp for e in store.read(f"{prefix}-{i}")] == list(range(300))
     store.close()
+
+
+class TestPartitionedConformance(StoreConformance):
+    """The store as the server opens it: one file per shard (three here)."""
+
+    @pytest.fixture(autouse=True)
+    def _dir(self, tmp_path: Path) -> None:
+        self.dir = tmp_path
+
+    def make_store(self) -> EventStore:
+        return PartitionedSqliteStore(self.dir, 3, defer_sync=True)
+
+    def reopen_store(self, store: EventStore) -> EventStore:
+        store.sync()
+        store.close()
+        return self.make_store()
+
+
+def test_a_stream_lives_in_the_partition_of_the_shard_that_hosts_its_entity() -> None:
+    for count in (1, 2, 3, 5):
+        for n in range(200):
+            entity = f"e{n}x{count}"
+            for kind, stream in (
+                ("hunt", hunt_stream(entity)),
+                ("hunt", hunt_replies_stream(entity)),
+                ("player", player_stream(entity)),
+            ):
+                assert partition_of(stream, count) == shard_for(kind, entity, count), stream
+
+
+def _streams_by_file(directory: Path) -> dict[int, set[str]]:
+    found: dict[int, set[str]] = {}
+    for index in range(3):
+        db = sqlite3.connect(partition_file(directory, index))
+        rows = db.execute("SELECT stream FROM events UNION SELECT target FROM links").fetchall()
+        found[index] = {r[0] for r in rows}
+        db.close()
+    return found
+
+
+def test_each_partition_file_holds_its_own_streams_and_the_links_to_them(tmp_path: Path) -> None:
+    store = PartitionedSqliteStore(tmp_path, 3)
+    hunts = [hunt_stream(f"h{n}") for n in range(12)]
+    try:
+        outcomes = store.append_many(
+            [
+                AppendRequest(h, 0, [NewEvent("e", 1, {"h": h}, 1)], [Link("player-p", h, True, 1)])
+                for h in hunts
+            ]
+        )
+        assert outcomes == [1] * len(hunts)
+        assert store.linked("player-p") == sorted(hunts)
+        assert all(next(iter(store.read(h))).data == {"h": h} for h in hunts)
+    finally:
+        store.close()
+    by_file = _streams_by_file(tmp_path)
+    assert set().union(*by_file.values()) == set(hunts)
+    for index, streams in by_file.items():
+        assert streams and all(partition_of(s, 3) == index for s in streams), by_file
+
+
+def test_a_link_to_another_partition_is_written_there(tmp_path: Path) -> None:
+    store = PartitionedSqliteStore(tmp_path, 3)
+    there = next(h for h in (f"hunt-{n}" for n in range(50)) if partition_of(h, 3) == 2)
+    here = next(s for s in (f"other-{n}" for n in range(50)) if partition_of(s, 3) == 0)
+    try:
+        link = Link("player-p", there, True, 1)
+        assert store.append_many([AppendRequest(here, 0, [NewEvent("e", 1, {}, 1)], [link])]) == [1]
+        store.set_links([Link("player-p", there, False, 2)])
+        assert store.linked("player-p") == []
+        store.set_links([Link("player-p", there, True, 3)])
+        assert store.linked("player-p") == [there]
+    finally:
+        store.close()
+    assert _streams_by_file(tmp_path) == {0: {here}, 1: set(), 2: {there}}
+
+
+def test_the_partition_count_is_fixed_when_the_directory_is_made(tmp_path: Path) -> None:
+    store = PartitionedSqliteStore(tmp_path, 3)
+    streams = [f"hunt-{n}" for n in range(10)]
+    for s in streams:
+        store.append(s, 0, [NewEvent("e", 1, {"s": s}, 1)])
+    store.close()
+    again = PartitionedSqliteStore(tmp_path, 5)  # more shards now: the files stay as made
+    try:
+        assert len(again.parts) == 3
+        assert [next(iter(again.read(s))).data for s in streams] == [{"s": s} for s in streams]
+    finally:
+        again.close()
+    assert sorted(p.name for p in tmp_path.glob("events*.sqlite3")) == [
+        "events.1.sqlite3",
+        "events.2.sqlite3",
+        "events.sqlite3",
+    ]
+
+
+def test_a_store_made_before_partitions_stays_one_file(tmp_path: Path) -> None:
+    old = SqliteEventStore(tmp_path / "events.sqlite3")
+    old.append("hunt-a", 0, [NewEvent("e", 1, {"old": True}, 1)])
+    old.set_links([Link("player-p", "hunt-a", True, 1)])
+    old.close()
+    store = PartitionedSqliteStore(tmp_path, 4)
+    try:
+        assert len(store.parts) == 1
+        assert [e.data for e in store.read("hunt-a")] == [{"old": True}]
+        assert store.linked("player-p") == ["hunt-a"]
+        assert store.append("hunt-b", 0, [NewEvent("e", 1, {}, 1)]) == 1
+    finally:
+        store.close()
+    assert [p.name for p in tmp_path.glob("events*.sqlite3")] == ["events.sqlite3"]
+
+
+def test_one_locked_partition_fails_only_its_own_requests(tmp_path: Path) -> None:
+    store = PartitionedSqliteStore(tmp_path, 2, busy_timeout_s=0.05)
+    a = next(s for s in (f"hunt-{n}" for n in range(50)) if partition_of(s, 2) == 0)
+    b = next(s for s in (f"hunt-{n}" for n in range(50)) if partition_of(s, 2) == 1)
+    lock = os.open(f"{partition_file(tmp_path, 1)}.lock", os.O_RDWR)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another writer holds partition 1
+        requests = [AppendRequest(s, 0, [NewEvent("e", 1, {}, 1)]) for s in (b, a)]
+        got = store.append_many(requests)
+        assert isinstance(got[0], StoreUnavailable) and got[1] == 1
+        with pytest.raises(StoreUnavailable):  # nothing could be attempted: it raises
+            store.append_many(requests[:1])
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        assert store.append_many(requests[:1]) == [1]
+        assert [e.seq for s in (a, b) for e in store.read(s)] == [1, 1]
+    finally:
+        os.close(lock)
+        store.close()
+
+
+def test_the_server_opens_one_partition_per_shard(tmp_path: Path) -> None:
+    config = Settings(shards=3, data_dir=tmp_path).store_config()
+    assert config.sqlite_partitions == 3
+    store = open_store(config)
+    try:
+        assert isinstance(store, PartitionedSqliteStore) and len(store.parts) == 3
+    finally:
+        store.close()
