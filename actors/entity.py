@@ -31,7 +31,7 @@ from actors.hunt_state import HuntState, evolve, remember
 from actors.ids import hunt_replies_stream, hunt_stream, player_stream
 from actors.player import PlayerState, evolve_player
 from actors.snapshots import hunt_from_bytes, hunt_to_bytes, player_from_bytes, player_to_bytes
-from persistence.base import EventStore, NewEvent, StoredEvent
+from persistence.base import EventStore, Json, NewEvent, StoredEvent
 from protocol.codec import encode
 from protocol.messages import CommandId, EventPush, PlayerId
 
@@ -105,8 +105,10 @@ def read_event(stored: StoredEvent) -> Event:
     return from_record(stored.type, stored.version, stored.data, stored.timestamp)
 
 
-def event_frame(hunt_id: str, seq: int, event: HuntEvent) -> bytes:
-    return encode(EventPush(hunt_id, seq, event.NAME, event.at, public_data(event)))
+def event_frame(hunt_id: str, seq: int, event: HuntEvent, record: Json | None = None) -> bytes:
+    """The push frame of ``event``; ``record``: its data as stored, if made already."""
+    data = public_data(event, record)
+    return encode(EventPush(hunt_id, seq, event.NAME, event.at, data))
 
 
 def load_hunt(store: EventStore, hunt_id: str) -> HuntEntity:

@@ -227,9 +227,10 @@ def from_record(name: str, version: int, data: Mapping[str, Any], at: int) -> Ev
     return cls(at=at, **d)
 
 
-def public_data(event: HuntEvent) -> Data:
-    """The ``data`` of the event's push frame: never answers or coordinates."""
+def public_data(event: HuntEvent, record: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
+    """The ``data`` of the event's push frame: never answers or coordinates.
+
+    ``record``: the event's ``to_record`` data, when the caller has made it already."""
     if isinstance(event, HuntCreated):
         return event.public_data()
-    _, _, data = to_record(event)
-    return data
+    return record if record is not None else to_record(event)[2]

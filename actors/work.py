@@ -95,8 +95,10 @@ def hunt_work(work: Work, gateway: str | None, req: Request, now: int) -> None:
         for k, event in enumerate(public, 1):
             assert not isinstance(event, ReplyRecorded)
             meta = metadata(cmd.id, req.player, kept if k == len(public) else None)
-            work.pending[0].append(new_event(event, meta))
-            work.published.append((seq + k, event_frame(after.hunt_id, seq + k, event)))  # type: ignore[arg-type]
+            stored = new_event(event, meta)
+            work.pending[0].append(stored)
+            frame = event_frame(after.hunt_id, seq + k, event, stored.data)  # type: ignore[arg-type]
+            work.published.append((seq + k, frame))
         for recorded in decision.events:
             if isinstance(recorded, ReplyRecorded):
                 work.pending[1].append(new_event(recorded, {}))

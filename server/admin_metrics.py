@@ -8,7 +8,6 @@ answers into metric families next to the gateway's own metrics.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from itertools import accumulate
 from typing import Any
 
 from prometheus_client.core import (
@@ -18,6 +17,8 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
+
+from server.metrics import buckets
 
 COUNTERS = {
     "messages": ("treasure_shard_messages", "Entity messages handled by a shard"),
@@ -96,12 +97,7 @@ def _histogram(
     family = HistogramMetricFamily(name, text, labels=["shard"])
     for row in rows:
         count, value_sum = total(row)
-        cumulative = list(accumulate(row[counts]))
-        buckets = [(_le(b), float(c)) for b, c in zip(row[bounds], cumulative, strict=True)]
-        buckets.append(("+Inf", float(count)))
-        family.add_metric([str(row["index"])], buckets, float(value_sum))
+        family.add_metric(
+            [str(row["index"])], buckets(row[bounds], row[counts], count), float(value_sum)
+        )
     return family
-
-
-def _le(bound: float) -> str:
-    return repr(float(bound))
