@@ -23,7 +23,7 @@ from actors.events import (
     ReplyRecorded,
     rejection,
 )
-from actors.hunt_state import HuntState, Phase, evolve, leaderboard, remember
+from actors.hunt_state import HuntState, Kept, Phase, evolve, leaderboard, remember
 from actors.ids import hunt_id_for
 from actors.matching import answers_match, distance_m
 from protocol.errors import NOT_REMEMBERED, ErrorCode
@@ -106,14 +106,22 @@ def decide(state: HuntState | None, cmd: RuleInput, ctx: Ctx) -> Decision:
 
 
 def apply(state: HuntState | None, cmd: RuleInput, ctx: Ctx, decision: Decision) -> HuntState:
-    """The state after the decision's events, with its reply remembered."""
-    for event in decision.events:
-        state = evolve(state, event)
+    """The state after the decision's events, with its reply remembered (in the copy of
+    the state its last event makes, unless that event makes the hunt)."""
+    events = decision.events
+    keep: Kept | None = None
+    public = any(not isinstance(e, ReplyRecorded) for e in events)
+    if public and decision.remembered and not isinstance(cmd, Tick):
+        keep = (ctx.player_id, cmd.id, decision.reply)
+    for i, event in enumerate(events):
+        if keep is not None and i == len(events) - 1 and not isinstance(event, HuntCreated):
+            state, keep = evolve(state, event, keep), None
+        else:
+            state = evolve(state, event)
     if state is None:
         raise ValueError("a decision without events cannot make a hunt")
-    public = any(not isinstance(e, ReplyRecorded) for e in decision.events)
-    if public and decision.remembered and not isinstance(cmd, Tick):
-        state = remember(state, ctx.player_id, cmd.id, decision.reply)
+    if keep is not None:
+        state = remember(state, *keep)
     return state
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import immutables
 import msgpack
@@ -169,8 +169,16 @@ class HuntState:
         return None if mine is None else mine.get(cmd)
 
 
-def evolve(state: HuntState | None, event: Event) -> HuntState:
+Kept = tuple[PlayerId, CommandId, Reply]
+"""A reply to remember: the player, its command id, and the reply."""
+
+
+def evolve(state: HuntState | None, event: Event, keep: Kept | None = None) -> HuntState:
+    """The state after ``event``; with ``keep``, the reply of the command that made the
+    event is remembered in the same copy of the state (see ``remember``)."""
     if isinstance(event, HuntCreated):
+        if keep is not None:
+            raise ValueError("hunt_created remembers its reply after it is made")
         return HuntState(
             event.hunt_id,
             event.name,
@@ -184,8 +192,13 @@ def evolve(state: HuntState | None, event: Event) -> HuntState:
     if state is None:
         raise ValueError(f"{event.NAME} before hunt_created")
     if isinstance(event, ReplyRecorded):
+        if keep is not None:
+            raise ValueError("a reply_recorded is the remembered reply")
         return remember(state, event.player_id, event.cmd, event.reply)
-    return changed(state, seq=state.seq + 1, **_changes(state, event))
+    changes = _changes(state, event)
+    if keep is not None:
+        changes["recent"] = _recent_with(state, *keep)
+    return changed(state, seq=state.seq + 1, **changes)
 
 
 def _changes(state: HuntState, event: Event) -> dict[str, Any]:
@@ -209,33 +222,53 @@ def _changes(state: HuntState, event: Event) -> dict[str, Any]:
 
 
 def changed(value: _Slotted, **changes: Any) -> _Slotted:
-    """``dataclasses.replace`` for the slotted state classes, at half its cost.
+    """``dataclasses.replace`` for the slotted state classes, at a third of its cost.
 
     ``replace`` walks ``fields()`` and checks each field's kind on every call;
-    the shards called it ~5 times per command and it was a quarter of their
+    the shards called it ~3 times per command and it was a quarter of their
     rules' CPU. This copies the slots as they are (none of these classes has
-    a ``__post_init__``), changing the ones named.
+    a ``__post_init__``), changing the ones named, with a copier made for the
+    class (``_copier``).
     """
     cls = type(value)
-    slots = _SLOTS[cls]
-    if not slots.issuperset(changes):
-        raise TypeError(f"{cls.__name__} has no field {', '.join(set(changes) - slots)}")
-    new = object.__new__(cls)
-    for name in cls.__slots__:
-        object.__setattr__(new, name, changes[name] if name in changes else getattr(value, name))
-    return new
+    if not _SLOTS[cls].issuperset(changes):
+        raise TypeError(f"{cls.__name__} has no field {', '.join(set(changes) - _SLOTS[cls])}")
+    copy: Callable[[_Slotted, dict[str, Any]], _Slotted] = _COPIERS[cls]
+    return copy(value, changes)
+
+
+def _copier(cls: type, slots: Iterable[str]) -> Callable[[Any, dict[str, Any]], Any]:
+    """A function that copies a ``cls`` with some slots changed, one statement per slot
+    as dataclasses writes ``__init__``: a loop over the slots took 2.2 us for a
+    ``HuntState``, this takes 1.4 us."""
+    lines = ["def copy(value, changes):", "    new = _new(cls)"]
+    lines += [
+        f"    _set(new, {name!r}, changes[{name!r}] if {name!r} in changes else value.{name})"
+        for name in slots
+    ]
+    lines.append("    return new")
+    namespace: dict[str, Any] = {"_new": object.__new__, "_set": object.__setattr__, "cls": cls}
+    exec("\n".join(lines), namespace)
+    return cast(Callable[[Any, dict[str, Any]], Any], namespace["copy"])
 
 
 _SLOTS = {cls: frozenset(cls.__slots__) for cls in (HuntState, Member)}
+_COPIERS = {cls: _copier(cls, cls.__slots__) for cls in (HuntState, Member)}
 
 
 def remember(state: HuntState, player: PlayerId, cmd: CommandId, reply: Reply) -> HuntState:
     """Keep the reply of a state-changing command, the newest 1,000 per player."""
+    return changed(state, recent=_recent_with(state, player, cmd, reply))
+
+
+def _recent_with(
+    state: HuntState, player: PlayerId, cmd: CommandId, reply: Reply
+) -> immutables.Map[PlayerId, Recent]:
     recent = (
         state.recent if isinstance(state.recent, immutables.Map) else immutables.Map(state.recent)
     )
     mine = recent.get(player) or Recent()
-    return changed(state, recent=recent.set(player, mine.add(cmd, reply)))
+    return recent.set(player, mine.add(cmd, reply))
 
 
 def _rank_key(m: Member) -> tuple[int, int, int, str]:

@@ -83,9 +83,15 @@ def to_wire(msg: ServerMessage) -> dict[str, Any]:
         result = {k: v for k, v in msg.result.items() if k not in _ENVELOPE}
         return {"t": "ok", "re": msg.re, **result}
     out: dict[str, Any] = {"t": msg.TYPE}
-    for f in fields(msg):
-        out[f.name] = getattr(msg, f.name)
+    names = _FIELD_NAMES.get(type(msg))
+    if names is None:  # fields() walks the class's fields each call: once per type here
+        names = _FIELD_NAMES[type(msg)] = tuple(f.name for f in fields(msg))
+    for name in names:
+        out[name] = getattr(msg, name)
     return out
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
 def encode(msg: ServerMessage) -> bytes:

@@ -43,6 +43,7 @@ from actors.hunt_state import (
     evolve,
     hunt_view,
     leaderboard,
+    remember,
 )
 from actors.ids import hunt_id_for
 from actors.matching import EARTH_RADIUS_M, answers_match, distance_m, normalize_answer
@@ -1196,3 +1197,15 @@ def test_changed_is_replace_for_the_state_classes() -> None:
     assert changed(state) == state and changed(state) is not state
     with pytest.raises(TypeError, match="no field colour"):
         changed(member, colour="red")
+
+
+def test_an_event_with_its_reply_kept_is_the_event_then_remember() -> None:
+    state = HuntState(HuntId("h"), "n", PlayerId("o"), 1, (), 60, 8, members={})
+    joined = PlayerJoined(5, PlayerId("p"), "pat")
+    reply = Reply(result={"x": 1})
+    keep = (PlayerId("p"), CommandId("c1"), reply)
+    both = evolve(state, joined, keep)
+    assert both == remember(evolve(state, joined), *keep)
+    assert both.recent_reply(PlayerId("p"), CommandId("c1")) == reply and both.seq == 1
+    with pytest.raises(ValueError, match="is the remembered reply"):
+        evolve(state, ReplyRecorded(5, PlayerId("p"), CommandId("c2"), reply), keep)
