@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import selectors
 import socket
+import time
 from collections.abc import Callable, Iterator
 
 import msgpack
@@ -32,11 +33,12 @@ def _ready_fds(sel: selectors.BaseSelector) -> set[int]:
 
 
 def _all_ready(
-    pairs: list[tuple[socket.socket, socket.socket]], cap: int, players: int = 0
+    pairs: list[tuple[socket.socket, socket.socket]], cap: int, players: int = 0, gap_s: float = 0
 ) -> LobbySelector:
     """A selector with every pair's first socket registered and ready to read (its byte
-    is never read): the first ``players`` served every turn, the others in the lobby."""
-    sel = LobbySelector(cap=cap)
+    is never read): the first ``players`` served every turn, the others in the lobby
+    (which rests ``gap_s`` after a full turn)."""
+    sel = LobbySelector(cap=cap, gap_s=gap_s)
     for i, (a, b) in enumerate(pairs):
         if i >= players:
             sel.lobby.enter(a.fileno())
@@ -66,6 +68,42 @@ def test_the_lobby_serves_its_ready_sockets_in_turn(
         assert len(turn) == 3
         seen |= turn
     assert seen == {a.fileno() for a, _ in pairs}
+    sel.close()
+
+
+def test_after_a_full_turn_the_lobby_rests_and_players_are_served_meanwhile(
+    pairs: list[tuple[socket.socket, socket.socket]],
+) -> None:
+    sel = _all_ready(pairs, cap=3, players=2, gap_s=10)
+    players = {a.fileno() for a, _ in pairs[:2]}
+    first = _ready_fds(sel)
+    assert players < first and len(first - players) == 3  # a full turn: the lobby rests
+    for _ in range(3):
+        assert _ready_fds(sel) == players  # resting: only the players
+    sel.close()
+
+
+def test_a_wait_ends_with_the_lobby_s_rest(
+    pairs: list[tuple[socket.socket, socket.socket]],
+) -> None:
+    gap_s = 0.05
+    sel = _all_ready(pairs, cap=3, gap_s=gap_s)
+    assert len(_ready_fds(sel)) == 3  # a full turn: the lobby rests
+    rested_at = time.monotonic()
+    waits = [{key.fd for key, _ in sel.select(10)}]  # cut short by the rest's end
+    if not waits[0]:
+        waits.append({key.fd for key, _ in sel.select(10)})  # the turn after it
+    waited = time.monotonic() - rested_at
+    assert len(waits[-1]) == 3 and gap_s * 0.9 <= waited < 5, (waits, waited)
+    sel.close()
+
+
+def test_a_lobby_that_was_not_full_does_not_rest(
+    pairs: list[tuple[socket.socket, socket.socket]],
+) -> None:
+    sel = _all_ready(pairs[:2], cap=3, gap_s=10)  # two ready sockets, three a turn
+    assert len(_ready_fds(sel)) == 2
+    assert len(_ready_fds(sel)) == 2  # not resting: a 10-s rest would show here
     sel.close()
 
 
