@@ -31,6 +31,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import msgpack
 from websockets.asyncio.client import connect
@@ -155,8 +156,12 @@ ABUSES: dict[str, Callable[[str, int, str], Awaitable[None]]] = {
 }
 
 
-def _abuse(name: str, url: str, port: int, hunt: str, nice: int) -> None:
+def _abuse(name: str, url: str, port: int, hunt: str, nice: int, ready: Any, go: Any) -> None:
+    """The abusive client, in a process of its own; it waits for ``go`` once started, so
+    that its interpreter's start (its imports: ~0.5 s of CPU) is not counted as abuse."""
     os.nice(nice)
+    ready.set()
+    go.wait()
     asyncio.run(ABUSES[name](url, port, hunt))
 
 
@@ -243,8 +248,13 @@ async def main() -> int:
         ctx = multiprocessing.get_context("spawn")
         settled = total(await scrape(server), "treasure_connections")
         for name in args.only or ABUSES:
-            proc = ctx.Process(target=_abuse, args=(name, server.url, server.port, hunt, args.nice))
+            ready, go = ctx.Event(), ctx.Event()
+            abuse = (name, server.url, server.port, hunt, args.nice, ready, go)
+            proc = ctx.Process(target=_abuse, args=abuse)
             proc.start()
+            if not await asyncio.to_thread(ready.wait, 60):
+                raise RuntimeError(f"{name}: the abusive client did not start")
+            go.set()
             during = await samples(bystander, command, args.samples, proc)
             proc.join()
             # the next scenario starts once the server has let go of this one's connections
