@@ -6,7 +6,8 @@
 Starts a fresh server and ``--players`` bots playing at 1 command/s in hunts of
 10 (the other players: ``python -m server.bots --scenario play``), then
 measures a bystander's round trip of ``--command`` with that play going on
-("normal"), and again while another process runs each abuse: a flood of 5,000
+("normal", before the abuses and again after them), and while another process
+runs each abuse (started once its interpreter is up): a flood of 5,000
 connects (by the websockets client, and by a lean client that writes the
 handshake's bytes itself, so that less of the machine goes to the attacker),
 a client that never reads, 2,000 and 10,000 half-open TCP connections, a
@@ -240,13 +241,9 @@ async def main() -> int:
         await asyncio.sleep(5 if players else 0)  # the players' ramp-up (3 s) is over
         print(f"{args.players} players at 1 command/s meanwhile; bystander: {args.command}")
         normal = await samples(bystander, command, args.samples, None)
-        base = pct(normal, 0.99)
-        print(f"{'scenario':34} {'count':>6} {'p50 ms':>8} {'p99 ms':>8} {'p99/normal':>11}")
-        print(
-            f"{'normal':34} {len(normal):6} {statistics.median(normal):8.2f} {base:8.2f} {1:11.2f}"
-        )
         ctx = multiprocessing.get_context("spawn")
         settled = total(await scrape(server), "treasure_connections")
+        rows: list[tuple[str, list[float]]] = []
         for name in args.only or ABUSES:
             ready, go = ctx.Event(), ctx.Event()
             abuse = (name, server.url, server.port, hunt, args.nice, ready, go)
@@ -255,10 +252,15 @@ async def main() -> int:
             if not await asyncio.to_thread(ready.wait, 60):
                 raise RuntimeError(f"{name}: the abusive client did not start")
             go.set()
-            during = await samples(bystander, command, args.samples, proc)
+            rows.append((name, await samples(bystander, command, args.samples, proc)))
             proc.join()
             # the next scenario starts once the server has let go of this one's connections
             await until_gauge(server, "treasure_connections", settled, timeout_s=60)
+        # normal, again at the end: its p99 is of both (one block's varied by +-20%)
+        normal += await samples(bystander, command, args.samples, None)
+        base = pct(normal, 0.99)
+        print(f"{'scenario':34} {'count':>6} {'p50 ms':>8} {'p99 ms':>8} {'p99/normal':>11}")
+        for name, during in [("normal (before and after)", normal), *rows]:
             p99 = pct(during, 0.99)
             row = f"{name:34} {len(during):6} {statistics.median(during):8.2f} {p99:8.2f}"
             print(f"{row} {p99 / base:11.2f}")
