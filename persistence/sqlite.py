@@ -9,7 +9,8 @@ which still syncs around checkpoints) and ``sync`` fsyncs the write-ahead log:
 every commit that returned before it is then as durable as under ``FULL``.
 A shard syncs after its batch's commit and before it answers, so the fsync is
 no longer done inside the writers' lock (below), and one fsync covers the
-other shards' commits made meanwhile. Measured with churn200, three pairs of
+commits other shards made meanwhile in the same file (when shards share one).
+Measured with churn200 on a file shared by two shards, three pairs of
 alternating runs: 6,801, 7,348 and 7,135 replies/s against 6,642, 6,793 and
 6,623 with ``FULL``. (Syncing on a thread of the shard instead, to go on
 deciding meanwhile, measured slower than both: the GIL and a second actor-loop
