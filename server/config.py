@@ -29,7 +29,10 @@ class Settings:
     rate_burst: int = 200
     out_queue_frames: int = 1024
     bad_frames_close_after: int = 20
-    snapshot_every: int = 100
+    # A hunt's snapshot carries its remembered replies (~54 KB for a player's 1,000):
+    # every 100 events, snapshots were ~5% of a shard's CPU in churn200; a replay of up
+    # to 500 events on activation took 9.4 ms (join/leave, 2 cores).
+    snapshot_every: int = 500
     passivate_after_s: float = 300.0
     request_timeout_s: float = 10.0
     admin_http_port: int = 8766
