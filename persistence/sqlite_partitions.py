@@ -23,9 +23,10 @@ written in that append's transaction; ``linked`` reads every partition.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TypeVar
 
 from persistence.base import AppendOutcome, AppendRequest, EventStore, Link, Snapshot, StoredEvent
 from persistence.errors import StoreError, StoreUnavailable
@@ -33,6 +34,7 @@ from persistence.sqlite import SqliteEventStore
 
 FIRST_FILE = "events.sqlite3"
 DERIVED_SUFFIX = "-replies"
+T = TypeVar("T")
 
 
 def home_stream(stream: str) -> str:
@@ -84,13 +86,20 @@ class PartitionedSqliteStore(EventStore):
         parts = self.parts
         return parts[partition_of(stream, len(parts))] if len(parts) > 1 else parts[0]
 
+    def _by_partition(
+        self, items: Iterable[T], stream_of: Callable[[T], str]
+    ) -> dict[int, list[T]]:
+        """``items`` grouped by the partition of their stream, in their order."""
+        groups: dict[int, list[T]] = {}
+        for item in items:
+            groups.setdefault(partition_of(stream_of(item), len(self.parts)), []).append(item)
+        return groups
+
     def append_many(self, requests: Sequence[AppendRequest]) -> list[AppendOutcome]:
         if len(self.parts) == 1 or not requests:
             return self.parts[0].append_many(requests)
         self.check_one_per_stream(requests)
-        groups: dict[int, list[int]] = {}
-        for i, req in enumerate(requests):
-            groups.setdefault(partition_of(req.stream, len(self.parts)), []).append(i)
+        groups = self._by_partition(range(len(requests)), lambda i: requests[i].stream)
         outcomes: list[AppendOutcome | None] = [None] * len(requests)
         failed = 0
         for index, members in groups.items():
@@ -108,15 +117,14 @@ class PartitionedSqliteStore(EventStore):
     def _append_in(self, index: int, requests: list[AppendRequest]) -> list[AppendOutcome]:
         """The requests of one partition; links of another partition's target (none are,
         from the shards) are written right after, and their failure is the outcome."""
-        count = len(self.parts)
         local: list[AppendRequest] = []
         later: dict[int, list[Link]] = {}
         for i, req in enumerate(requests):
-            away = [k for k in req.links if partition_of(k.target, count) != index]
-            if away:
-                later[i] = away
-                here = [k for k in req.links if partition_of(k.target, count) == index]
-            local.append(replace(req, links=here) if away else req)
+            by_target = self._by_partition(req.links, lambda link: link.target)
+            here = by_target.pop(index, [])
+            if by_target:
+                later[i] = [link for away in by_target.values() for link in away]
+            local.append(replace(req, links=here) if by_target else req)
         outcomes = self.parts[index].append_many(local)
         for i, links in later.items():
             if not isinstance(outcomes[i], StoreError):
@@ -133,20 +141,14 @@ class PartitionedSqliteStore(EventStore):
         self._part(stream).save_snapshot(stream, seq, state)
 
     def save_snapshots(self, snapshots: Sequence[Snapshot]) -> None:
-        groups: dict[int, list[Snapshot]] = {}
-        for snap in snapshots:
-            groups.setdefault(partition_of(snap.stream, len(self.parts)), []).append(snap)
-        for index, group in groups.items():
+        for index, group in self._by_partition(snapshots, lambda snap: snap.stream).items():
             self.parts[index].save_snapshots(group)
 
     def load_snapshot(self, stream: str) -> Snapshot | None:
         return self._part(stream).load_snapshot(stream)
 
     def set_links(self, links: Sequence[Link]) -> None:
-        groups: dict[int, list[Link]] = {}
-        for link in links:
-            groups.setdefault(partition_of(link.target, len(self.parts)), []).append(link)
-        for index, group in groups.items():
+        for index, group in self._by_partition(links, lambda link: link.target).items():
             self.parts[index].set_links(group)
 
     def linked(self, owner: str) -> list[str]:
