@@ -3,10 +3,18 @@
 Commands go to each shard, and replies and events come back, on the shard's
 data channel (``actors/channel.py``): one TCP stream per shard, written and
 read by the event loop itself. The loop collects requests for one turn and
-writes each shard one batch. Control messages (the shard directory, shards
-recreated) still come through Thespian, to one listener thread with its own
-private actor-system context; it also takes reply batches a shard had to
-send through Thespian because it had no stream to this gateway.
+writes each shard one batch; while a shard has not answered the batch before,
+the next ones are held and go as one when its reply batch comes (or after
+``HOLD_MAX_S``): the shard could not have read them sooner, as it reads
+between commits. In churn200 that took the batches from ~720 to ~185 a second
+per shard (5 to 19 requests each), and the CPU per reply, relative to the
+bots', from 1.20 / 1.23 / 1.18 to 1.17 / 1.16 / 1.17 in the shards and from
+0.72 / 0.75 / 0.72 to 0.71 in the gateway (alternating runs).
+
+Control messages (the shard directory, shards recreated) still come through
+Thespian, to one listener thread with its own private actor-system context;
+it also takes reply batches a shard had to send through Thespian because it
+had no stream to this gateway.
 
 Every request stays pending until answered, or until its deadline: a
 request sent with ``send`` is answered by calling its ``then`` in the turn
@@ -52,6 +60,7 @@ TIMED_OUT: Reply = {"t": "error", "code": ErrorCode.UNAVAILABLE, "message": "tim
 REQUEST_TIMEOUT_S = 10.0
 RECONNECT_FIRST_S = 0.05
 RECONNECT_MAX_S = 1.0
+HOLD_MAX_S = 0.02  # the longest a batch waits for the reply to the one before it
 
 
 class ShardLink(asyncio.Protocol):
@@ -62,6 +71,9 @@ class ShardLink(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.reader = FrameReader()
         self.lost = False
+        self.awaiting = False  # a batch was written and no reply batch has come since
+        self.held: list[Request] = []
+        self._hold_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -69,9 +81,29 @@ class ShardLink(asyncio.Protocol):
         transport.write(hello(self.endpoint.token, self.bridge.gateway_id))
 
     def send(self, requests: list[Request]) -> None:
+        """Writes the requests as one batch, or holds them while the shard has not
+        answered the batch before: they go together when its reply batch comes."""
+        if not self.awaiting:
+            self._write(requests)
+            return
+        self.held += requests
+        if self._hold_timer is None:
+            self._hold_timer = asyncio.get_running_loop().call_later(HOLD_MAX_S, self._release)
+
+    def _write(self, requests: list[Request]) -> None:
         assert self.transport is not None
         self.transport.write(frame(CommandBatch(requests)))
+        self.awaiting = True
         self.bridge.batches_sent += 1
+
+    def _release(self) -> None:
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+            self._hold_timer = None
+        self.awaiting = False
+        if self.held and not self.lost:
+            held, self.held = self.held, []
+            self._write(held)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -80,13 +112,18 @@ class ShardLink(asyncio.Protocol):
             log.error("shard %d broke its channel's framing: %s", self.index, exc)
             self.close()
             return
-        for payload in payloads:
-            msg = pickle.loads(payload)
-            if isinstance(msg, ReplyBatch):
-                self.bridge._on_batch(msg)
+        batches = [msg for msg in map(pickle.loads, payloads) if isinstance(msg, ReplyBatch)]
+        if batches:
+            self._release()  # first, so the shard works on them while these are answered
+        for batch in batches:
+            self.bridge._on_batch(batch)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+            self._hold_timer = None
+        self.held = []  # still pending in the bridge: resent on the next link
         self.bridge._link_lost(self, exc)
 
     def close(self) -> None:

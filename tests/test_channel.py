@@ -36,6 +36,7 @@ from actors.messages import CommandBatch, ReplyBatch, Request, Subscribe, Unsubs
 from actors.player import Authenticate, Register
 from protocol import messages as wire
 from protocol.messages import CommandId, HuntId
+from server import bridge as server_bridge
 from server.bridge import TIMED_OUT, Bridge
 
 TRIPPED: list[str] = []
@@ -58,7 +59,9 @@ class FakeShard:
     def __init__(self) -> None:
         self.server = ChannelServer("127.0.0.1")
         self.received: list[int] = []
+        self.batches: list[list[int]] = []
         self.holding = False
+        self.unanswered: list[tuple[str, Request]] = []
         self.got = threading.Condition()
         self._calls: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = queue.SimpleQueue()
         self._stop = False
@@ -98,10 +101,22 @@ class FakeShard:
                 assert isinstance(batch, CommandBatch)
                 with self.got:
                     self.received += [r.req for r in batch.requests]
+                    self.batches.append([r.req for r in batch.requests])
                     self.got.notify_all()
-                if not self.holding:
-                    replies = [(r.req, {"t": "ok", "entity": r.entity}) for r in batch.requests]
-                    self.server.send(gateway, ReplyBatch(replies))
+                if self.holding:
+                    self.unanswered += [(gateway, r) for r in batch.requests]
+                else:
+                    self._answer(gateway, batch.requests)
+
+    def answer_held(self) -> None:
+        """Answers what came while holding (from the shard's thread: ``call`` it)."""
+        held, self.unanswered = self.unanswered, []
+        for gateway, req in held:
+            self._answer(gateway, [req])
+
+    def _answer(self, gateway: str, requests: list[Request]) -> None:
+        replies = [(r.req, {"t": "ok", "entity": r.entity}) for r in requests]
+        self.server.send(gateway, ReplyBatch(replies))
 
 
 @pytest.fixture
@@ -209,6 +224,48 @@ async def test_a_lost_stream_is_reopened_and_what_was_pending_resent(
     first = shard.received[1:6]
     assert shard.received[6:] == first  # the same ids again, in the same order
     assert resubscribed == [[0]]  # the gateway resubscribes the shard's hunts
+
+
+async def test_requests_wait_for_the_reply_to_the_batch_before_and_go_as_one(
+    bridge: Bridge, shard: FakeShard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a batch is unanswered the shard is busy with it: what comes meanwhile is
+    written in one batch when its reply batch arrives (fewer, fuller batches)."""
+    await asyncio.wait_for(bridge.submit("hunt", "warm", None), 10)
+    monkeypatch.setattr(server_bridge, "HOLD_MAX_S", 60.0)
+    shard.holding = True
+    first = bridge.submit("hunt", "a", None)
+    await asyncio.to_thread(shard.wait_received, 2)
+    later = []
+    for name in ("b", "c", "d"):  # three loop turns, three flushes of the bridge
+        later.append(bridge.submit("hunt", name, None))
+        await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert [r.entity for r in bridge._links[0].held] == ["b", "c", "d"]
+    shard.holding = False
+    await asyncio.to_thread(shard.call, shard.answer_held)
+    replies = await asyncio.wait_for(asyncio.gather(first, *later), 10)
+    assert [r["entity"] for r in replies] == ["a", "b", "c", "d"]
+    assert [len(b) for b in shard.batches] == [1, 1, 3]
+    assert bridge.batches_sent == 3
+
+
+async def test_held_requests_go_after_a_while_without_a_reply(
+    bridge: Bridge, shard: FakeShard
+) -> None:
+    """A shard that does not answer a batch still gets the next (a reply batch it sent
+    another way, or a shard slowed down, must not hold the gateway's commands back)."""
+    await asyncio.wait_for(bridge.submit("hunt", "warm", None), 10)
+    shard.holding = True
+    first = bridge.submit("hunt", "a", None)
+    await asyncio.to_thread(shard.wait_received, 2)
+    second = bridge.submit("hunt", "b", None)
+    await asyncio.to_thread(shard.wait_received, 3)  # no reply came: written after HOLD_MAX_S
+    shard.holding = False
+    await asyncio.to_thread(shard.call, shard.answer_held)
+    replies = await asyncio.wait_for(asyncio.gather(first, second), 10)
+    assert [r["entity"] for r in replies] == ["a", "b"]
+    assert [len(b) for b in shard.batches] == [1, 1, 1]
 
 
 class Replies:

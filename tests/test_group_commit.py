@@ -28,7 +28,8 @@ async def test_commands_waiting_for_a_busy_shard_are_committed_together(
                 for i, c in enumerate(clients)
             ]
             # The gateway answers ping itself, after the frames before it: once every
-            # client has its pong, all 40 commands are written to the shards' channels.
+            # client has its pong, all 40 commands are in the shards' channels or held
+            # by the gateway for the shard's answer to the batch before them.
             pongs = await asyncio.gather(*(c.request("ping") for c in clients))
             assert all("server_time" in p for p in pongs) and not any(t.done() for t in creating)
         finally:
@@ -37,6 +38,8 @@ async def test_commands_waiting_for_a_busy_shard_are_committed_together(
         created = await asyncio.wait_for(asyncio.gather(*creating), 20)
         assert all(r["t"] == "ok" for r in created), created
         appends = total(await scrape(server), "treasure_append_seconds_count") - before
-        assert 1 <= appends <= len(shards), appends  # not one per command: one per shard
+        # Not one per command. At most two per shard: what the gateway wrote before the
+        # shard answered (read at once when it resumes) and what it held until that answer.
+        assert 1 <= appends <= 2 * len(shards), appends
     finally:
         await asyncio.gather(*(c.close() for c in clients))
