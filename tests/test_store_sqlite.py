@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import multiprocessing
 import os
@@ -43,6 +44,75 @@ class TestSqliteDeferredSyncConformance(TestSqliteConformance):
         store.sync()
         store.close()
         return self.make_store()
+
+
+# The events table as files made before ``pos`` have it.
+OLD_EVENTS = """CREATE TABLE events (
+    stream TEXT NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL, version INTEGER NOT NULL,
+    data BLOB NOT NULL, metadata BLOB NOT NULL, ts INTEGER NOT NULL,
+    PRIMARY KEY (stream, seq)
+) WITHOUT ROWID"""
+
+
+class TestSqliteOldLayoutConformance(TestSqliteConformance):
+    """A file made with the events table keyed by (stream, seq) works as before."""
+
+    def make_store(self) -> EventStore:
+        path = self.dir / "events.sqlite3"
+        if not path.exists():
+            with contextlib.closing(sqlite3.connect(path)) as db:
+                db.execute(OLD_EVENTS)
+        return SqliteEventStore(path)
+
+
+def _layout(path: Path) -> tuple[set[str], set[str]]:
+    """The events table's columns and the indexes the store made on it."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        columns = {row[1] for row in db.execute("PRAGMA table_info(events)")}
+        sql = "SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='events' AND sql!=''"
+        return columns, {row[0] for row in db.execute(sql)}
+
+
+def test_a_new_file_appends_events_in_order_and_finds_them_by_stream(tmp_path: Path) -> None:
+    path = tmp_path / "e.db"
+    store = SqliteEventStore(path)
+    store.append_many([AppendRequest(s, 0, [NewEvent("t", 1, {}, 1)]) for s in ("b", "a", "c")])
+    store.close()
+    columns, indexes = _layout(path)
+    assert "pos" in columns and indexes == {"events_by_stream"}
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute("SELECT stream FROM events ORDER BY pos").fetchall() == [
+            ("b",),
+            ("a",),
+            ("c",),
+        ]
+        plan = db.execute("EXPLAIN QUERY PLAN SELECT seq FROM events WHERE stream='a' AND seq>0")
+        assert "events_by_stream" in " ".join(str(row) for row in plan)
+        with pytest.raises(sqlite3.IntegrityError):  # (stream, seq) stays unique
+            db.execute(
+                "INSERT INTO events (stream, seq, type, version, data, metadata, ts)"
+                " VALUES ('a', 1, 't', 1, x'', x'', 1)"
+            )
+
+
+def test_a_file_made_before_pos_keeps_its_layout_and_gets_no_index(tmp_path: Path) -> None:
+    path = tmp_path / "e.db"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute(OLD_EVENTS)
+    store = SqliteEventStore(path)
+    assert store.append("s", 0, [NewEvent("t", 1, {"i": 1}, 1)]) == 1
+    store.close()
+    assert _layout(path) == ({"stream", "seq", "type", "version", "data", "metadata", "ts"}, set())
+
+
+def test_a_table_made_without_its_index_gets_it_when_next_opened(tmp_path: Path) -> None:
+    """As if the process stopped between the table and its index."""
+    path = tmp_path / "e.db"
+    SqliteEventStore(path).close()
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("DROP INDEX events_by_stream")
+    SqliteEventStore(path).close()
+    assert _layout(path)[1] == {"events_by_stream"}
 
 
 def test_a_deferred_sync_store_commits_without_fsync_and_syncs_its_log(tmp_path: Path) -> None:
