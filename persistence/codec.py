@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, cast
 
 import msgpack
 
 from persistence.base import Json
 
+# One Packer, as ``protocol.codec.pack`` keeps one (why it is safe to share: there).
+_pack: Callable[[object], bytes] = msgpack.Packer(use_bin_type=True).pack
+
 
 def pack(value: Json) -> bytes:
-    return cast(bytes, msgpack.packb(value, use_bin_type=True))
+    return _pack(value)
 
 
 def unpack(raw: bytes) -> Json:

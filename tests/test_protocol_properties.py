@@ -362,3 +362,28 @@ def test_float_special_values_never_slip_into_a_command() -> None:
         frame = pack({"t": "check_in", "id": "c", "hunt_id": "h", "clue": 0, "lat": bad, "lon": 0})
         with pytest.raises(ProtocolError):
             protocol.decode(frame)
+
+
+JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers(INT64_MIN, UINT64_MAX) | st.floats() | st.text()
+    | st.binary(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)  # fmt: skip
+
+
+@BOUNDED
+@given(st.lists(st.tuples(st.dictionaries(st.text(), JSONISH, max_size=4), st.booleans())))
+def test_the_shared_packer_packs_as_packb_even_after_a_failed_pack(
+    values: list[tuple[dict[str, Any], bool]],
+) -> None:
+    """``codec.pack`` reuses one Packer: a pack that fails half-way (a value msgpack
+    cannot pack) must leave nothing behind for the next."""
+    from persistence import codec as store_codec
+
+    for value, poison in values:
+        for pack in (protocol.codec.pack, store_codec.pack):
+            if poison:
+                with pytest.raises(TypeError):
+                    pack({**value, "\uffff": [1, object()]})
+            assert pack(value) == msgpack.packb(value, use_bin_type=True)
