@@ -7,7 +7,7 @@ import logging
 import resource
 import signal
 
-from actors.gc_tuning import GC_LATENCY, tune_gc
+from actors.gc_tuning import GC_LATENCY, tune_gc, tune_malloc
 from server import actorsys, admission
 from server.admin_app import start_admin
 from server.config import Settings
@@ -25,6 +25,7 @@ def raise_open_files_limit() -> None:
 
 def run(settings: Settings) -> None:
     raise_open_files_limit()
+    tune_malloc()  # before the actor system forks: its processes inherit it
     runtime = actorsys.start(settings)
     try:
         with asyncio.Runner(loop_factory=admission.new_event_loop) as runner:
