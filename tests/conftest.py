@@ -26,11 +26,25 @@ async def client(server: ServerProcess) -> AsyncIterator[GameClient]:
     assert c.violations == []
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item) -> Iterator[None]:
+    """Keeps each phase's report on the test, for fixtures to see how it went."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
 @pytest.fixture
-def servers() -> Iterator[list[ServerProcess]]:
-    """Servers a test starts; whatever is still running at the end is killed."""
+def servers(request: pytest.FixtureRequest) -> Iterator[list[ServerProcess]]:
+    """Servers a test starts; whatever is still running at the end is killed. When the
+    test failed, the servers' last log lines are printed (shown with the failure)."""
     started: list[ServerProcess] = []
     yield started
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        for srv in started:
+            print(f"---- last log lines of the server on port {srv.port} ----")
+            print("\n".join(srv.lines[-200:]))
     for srv in started:
         srv.kill_all()
         srv.close_pipe()
