@@ -55,6 +55,8 @@ def browser(chromium: str, *args: str) -> Iterator[subprocess.Popen[bytes]]:
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
+            # Its singleton socket's directory too, which a killed Chromium leaves behind.
+            env={**os.environ, "TMPDIR": profile},
         )
         try:
             yield proc
