@@ -22,11 +22,10 @@ from actors.events import (
     Reply,
     ReplyRecorded,
 )
+from persistence.codec import pack_any
 from protocol.messages import CommandId, HuntId, PlayerId
 
 RECENT_IDS_PER_PLAYER = 1_000
-# One Packer for the remembered replies, as ``protocol.codec.pack`` keeps one.
-_pack: Callable[[object], bytes] = msgpack.Packer().pack
 _Slotted = TypeVar("_Slotted", "HuntState", "Member")
 _NEVER = 2**63
 
@@ -70,9 +69,9 @@ class Recent:
     def add(self, cmd: CommandId, reply: Reply) -> Recent:
         known = self._entry(cmd)
         if known is not None:  # as a dict would: the new reply, the old place
-            value = _pack((known[0], reply.to_data()))
+            value = pack_any((known[0], reply.to_data()))
             return Recent(self._by_cmd.set(cmd, value), self._next)
-        by_cmd = self._by_cmd.set(cmd, _pack((self._next, reply.to_data())))
+        by_cmd = self._by_cmd.set(cmd, pack_any((self._next, reply.to_data())))
         recent = Recent(by_cmd, self._next + 1)
         if len(by_cmd) > RECENT_IDS_PER_PLAYER + self.TRIM_SLACK:
             kept = {c: p for c, p in by_cmd.items() if recent._unpack(p) is not None}
@@ -97,7 +96,7 @@ class Recent:
     @classmethod
     def from_data_items(cls, items: Iterable[tuple[CommandId, Any]]) -> Recent:
         """The inverse of ``data_items``."""
-        by_cmd = {cmd: _pack((n, data)) for n, (cmd, data) in enumerate(items)}
+        by_cmd = {cmd: pack_any((n, data)) for n, (cmd, data) in enumerate(items)}
         return cls(immutables.Map(by_cmd), len(by_cmd))
 
     def data_items(self) -> list[tuple[CommandId, Any]]:

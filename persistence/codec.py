@@ -9,12 +9,13 @@ import msgpack
 
 from persistence.base import Json
 
-# One Packer, as ``protocol.codec.pack`` keeps one (why it is safe to share: there).
-_pack: Callable[[object], bytes] = msgpack.Packer(use_bin_type=True).pack
+# One Packer for what is stored, payloads and the remembered replies in snapshots,
+# as ``protocol.codec.pack`` keeps one (why it is safe to share: there).
+pack_any: Callable[[object], bytes] = msgpack.Packer(use_bin_type=True).pack
 
 
 def pack(value: Json) -> bytes:
-    return _pack(value)
+    return pack_any(value)
 
 
 def unpack(raw: bytes) -> Json:

@@ -97,13 +97,16 @@ class ShardLink(asyncio.Protocol):
         self.bridge.batches_sent += 1
 
     def _release(self) -> None:
-        if self._hold_timer is not None:
-            self._hold_timer.cancel()
-            self._hold_timer = None
+        self._stop_hold_timer()
         self.awaiting = False
         if self.held and not self.lost:
             held, self.held = self.held, []
             self._write(held)
+
+    def _stop_hold_timer(self) -> None:
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+            self._hold_timer = None
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -120,9 +123,7 @@ class ShardLink(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
-        if self._hold_timer is not None:
-            self._hold_timer.cancel()
-            self._hold_timer = None
+        self._stop_hold_timer()
         self.held = []  # still pending in the bridge: resent on the next link
         self.bridge._link_lost(self, exc)
 
