@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from actors.player import Authenticate, Register
+from actors.game.player import Authenticate, Register
 from persistence.factory import StoreConfig
 from protocol import messages as wire
 

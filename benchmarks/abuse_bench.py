@@ -41,8 +41,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from server.client import GameClient, quick_client  # noqa: E402
-from tests.admin_support import scrape, total, until_gauge  # noqa: E402
-from tests.server_harness import ServerProcess, stop_server  # noqa: E402
+from tests.support.admin import scrape, total, until_gauge  # noqa: E402
+from tests.support.server_harness import ServerProcess, stop_server  # noqa: E402
 
 BIG_CLUES = [{"text": "x" * 500, "answer": "a", "points": 1} for _ in range(100)]
 SAMPLE_EVERY_S = 0.0125  # the bystander: 80 commands/s at most

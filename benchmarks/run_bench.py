@@ -16,7 +16,7 @@ PRESET is one or more of (default: all, in this order):
 
 For each preset it starts the real server (``run_server.py``, SQLite, a fresh
 data directory, free ports) with
-``tests/server_harness.py``'s ``ServerProcess``, runs ``python -m server.bots``
+``tests/support/server_harness.py``'s ``ServerProcess``, runs ``python -m server.bots``
 against it, stops it (and checks no process is left), then does the same with
 ``python -m server.bots.baseline`` and prints both bot summaries and a
 comparison: throughput ratio server/baseline, latency and fan-out
@@ -45,7 +45,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.server_harness import ServerProcess, free_port, stop_server  # noqa: E402
+from tests.support.server_harness import ServerProcess, free_port, stop_server  # noqa: E402
 
 PRESETS: dict[str, list[str]] = {
     "churn200": ["--scenario", "churn", "--bots", "200", "--ramp-up", "3", "--duration", "20"],

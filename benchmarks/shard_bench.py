@@ -26,7 +26,7 @@ if str(ROOT) not in sys.path:
 
 from actors.messages import Request, Subscribe  # noqa: E402
 from actors.placement import shard_for  # noqa: E402
-from actors.shard import ShardCore  # noqa: E402
+from actors.shard.core import ShardCore  # noqa: E402
 from persistence.factory import StoreConfig, open_store  # noqa: E402
 from protocol.codec import parse_command  # noqa: E402
 

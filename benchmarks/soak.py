@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from server.procs import rss_kb  # noqa: E402
-from tests.server_harness import ServerProcess, stop_server  # noqa: E402
+from tests.support.server_harness import ServerProcess, stop_server  # noqa: E402
 
 
 def sample_memory(

@@ -16,8 +16,8 @@ from typing import Any
 
 from thespian.actors import ActorSystem
 
-from actors.hosts import Director
 from actors.messages import Inspect, InspectReply, ShardDirectory, ShardSettings, Stopping
+from actors.runtime.hosts import Director
 from server.config import Settings
 from server.procs import alive, pids_listening_on
 

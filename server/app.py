@@ -7,11 +7,12 @@ import logging
 import resource
 import signal
 
-from actors.gc_tuning import GC_LATENCY, tune_gc, tune_malloc
-from server import actorsys, admission
-from server.admin_app import start_admin
+from actors.runtime.tuning import GC_LATENCY, tune_gc, tune_malloc
+from server import actorsys
+from server.admin.app import start_admin
 from server.config import Settings
-from server.gateway import Gateway
+from server.gateway import admission
+from server.gateway.server import Gateway
 
 log = logging.getLogger("treasure")
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from persistence.factory import StoreConfig
-from server.guard import Limits
+from server.gateway.guard import Limits
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from server.client import GameClient, quick_client
-from tests.server_harness import ServerProcess, start_server, stop_server
+from tests.support.server_harness import ServerProcess, start_server, stop_server
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,7 @@ from typing import Any
 
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from actors.gc_tuning import tune_gc
+from actors.runtime.tuning import tune_gc
 from server.bots.botclient import BotClient
 from server.bots.stats import Stats
 from server.client import ReplyTimeout

@@ -1,0 +1,3 @@
+from server.admin.console import main
+
+raise SystemExit(main())
