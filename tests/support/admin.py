@@ -58,7 +58,7 @@ async def play(url: str, players: int = 2, *, finish: bool = False) -> Game:
 
 def console(server: ServerProcess, *args: str, token: str | None = None) -> subprocess.Popen[str]:
     cmd = [sys.executable, "-m", "server.admin", "--url", server.admin_url]
-    cmd += ["--token", token if token is not None else server.admin.tokens(), *args]
+    cmd += ["--token", token if token is not None else server.admin_token(), *args]
     return subprocess.Popen(
         cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -95,7 +95,7 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 async def scrape(server: ServerProcess) -> Samples:
     status, body, headers = await asyncio.to_thread(
-        http, f"{server.admin_url}/metrics", server.admin.tokens()
+        http, f"{server.admin_url}/metrics", server.admin_token()
     )
     assert status == 200 and headers["Content-Type"].startswith("text/plain")
     samples: Samples = {}

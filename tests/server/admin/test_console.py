@@ -175,7 +175,7 @@ async def test_interactive_session_through_a_pty(server: ServerProcess, tmp_path
     game = await play(server.url, players=1)
     history = tmp_path / "history"
     env = {**os.environ, "TERM": "xterm", "PROMPT_TOOLKIT_NO_CPR": "1", "COLUMNS": "220"}
-    env.update(TREASURE_ADMIN_HISTORY=str(history), TREASURE_ADMIN_TOKEN=server.admin.tokens())
+    env.update(TREASURE_ADMIN_HISTORY=str(history), TREASURE_ADMIN_TOKEN=server.admin_token())
     term = Pty([sys.executable, "-m", "server.admin", "--url", server.admin_url], env)
     try:
         term.expect("admin>")

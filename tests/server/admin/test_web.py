@@ -119,7 +119,7 @@ def _get_json(url: str) -> Any:
 
 
 async def test_the_page_shows_a_hunt_appear_live(server: ServerProcess, chromium: str) -> None:
-    token = server.admin.tokens()
+    token = server.admin_token()
     async with open_page(chromium, f"{server.admin_url}/?token={token}") as page:
         first = await page.wait_for("Active hunts", "shard 1", "updated")
         game = await play(server.url, players=2)
@@ -144,7 +144,7 @@ async def test_the_page_is_refused_without_the_token(server: ServerProcess, chro
 
 
 def test_token_in_the_address_becomes_a_cookie(server: ServerProcess) -> None:
-    req = urllib.request.Request(f"{server.admin_url}/?token={server.admin.tokens()}")
+    req = urllib.request.Request(f"{server.admin_url}/?token={server.admin_token()}")
     opener = urllib.request.build_opener(_NoRedirect)
     with pytest.raises(urllib.error.HTTPError) as info:
         opener.open(req, timeout=10)
