@@ -1,5 +1,16 @@
 """Messages between the gateway, the Director and the ShardHosts (pickled by Thespian).
 
+One type per meaning:
+
+- data channel (gateway <-> shard): ``CommandBatch`` of ``Request``s in, ``ReplyBatch``
+  out, whose replies are ``WireReply`` dicts (the protocol's reply without its id) or a
+  ``Resumed`` (a resume's seq and the event frames the client missed);
+- supervision: ``ShardSettings`` (Director -> ShardHost), ``ShardStarted`` (back),
+  ``RegisterGateway``, ``ShardDirectory``, ``ShardsChanged``, ``Stopping`` and
+  ``StoppingAcknowledged``;
+- admin: ``Inspect`` (read-only questions) and ``AdminAction`` (passivate, snapshot,
+  end a hunt), both answered by an ``AdminReply``.
+
 Every hop is batched: a gateway sends one ``CommandBatch`` per shard per
 event-loop turn; a shard answers each gateway with one ``ReplyBatch`` per
 flush, carrying the replies and then the events.
@@ -11,8 +22,9 @@ import copyreg
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Literal
 
+from actors.game.ids import EntityKind
 from actors.game.player import Authenticate, Register
 from persistence.factory import StoreConfig
 from protocol import messages as wire
@@ -21,7 +33,7 @@ from protocol import messages as wire
 @dataclass(slots=True)
 class Request:
     req: int
-    kind: str  # "hunt" or "player"
+    kind: EntityKind
     entity: str
     cmd: Any
     player: str = ""
@@ -42,9 +54,30 @@ class CommandBatch:
         return f"CommandBatch({len(self.requests)} requests)"
 
 
+WireReply = dict[str, Any]
+"""A reply as its client will see it, less the command id: ``t`` and the protocol's fields."""
+
+
+@dataclass(frozen=True, slots=True)
+class Resumed:
+    """The answer to a ``resume``: the hunt's seq, and the frames of the events after the
+    client's seq, which the gateway delivers right after the ``ok``."""
+
+    seq: int
+    frames: list[bytes]
+
+
+ShardReply = WireReply | Resumed
+
+
+def as_wire(reply: ShardReply) -> WireReply:
+    """The reply as its client sees it (a resume's frames are delivered apart)."""
+    return {"t": "ok", "seq": reply.seq} if isinstance(reply, Resumed) else reply
+
+
 @dataclass(slots=True)
 class ReplyBatch:
-    replies: list[tuple[int, dict[str, Any]]]
+    replies: list[tuple[int, ShardReply]]
     events: list[tuple[str, int, bytes]] = field(default_factory=list)  # after the replies
 
     def __repr__(self) -> str:
@@ -69,6 +102,16 @@ class ShardSettings:
     snapshot_every: int = 100
     passivate_after_s: float = 300.0
     tick_s: float = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class ShardStarted:
+    """A ShardHost to its Director: it serves shard ``index`` from process ``pid``, and its
+    data channel listens at ``channel``."""
+
+    index: int
+    pid: int
+    channel: Any  # Endpoint
 
 
 @dataclass(slots=True)
@@ -96,15 +139,30 @@ class ShardsChanged:
 
 @dataclass(slots=True)
 class Inspect:
-    """An admin query answered by the Director or a shard."""
+    """A read-only admin question answered by the Director or a shard."""
 
     what: str
     args: dict[str, Any] = field(default_factory=dict)
     ref: int = 0  # echoed in the reply, so a late answer is never taken for a newer one
 
 
+Action = Literal["passivate", "snapshot", "end_hunt"]
+
+
 @dataclass(slots=True)
-class InspectReply:
+class AdminAction:
+    """An admin's change to one entity of a shard."""
+
+    action: Action
+    kind: EntityKind
+    entity: str
+    ref: int = 0
+
+
+@dataclass(slots=True)
+class AdminReply:
+    """The answer to an ``Inspect`` or an ``AdminAction`` (``ref`` echoed)."""
+
     ok: bool
     data: Any
     error: str = ""
@@ -114,6 +172,11 @@ class InspectReply:
 @dataclass(frozen=True, slots=True)
 class Stopping:
     """The server is shutting down: the Director stops recreating shards."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoppingAcknowledged:
+    """The Director's answer to ``Stopping``: no shard is recreated from now on."""
 
 
 def pickle_by_fields(cls: type[Any]) -> None:
@@ -141,6 +204,7 @@ for _cls in (
     Request,
     CommandBatch,
     ReplyBatch,
+    Resumed,
     Subscribe,
     Unsubscribe,
     Register,

@@ -16,7 +16,7 @@ from typing import Any
 
 from thespian.actors import ActorSystem
 
-from actors.messages import Inspect, InspectReply, ShardDirectory, ShardSettings, Stopping
+from actors.messages import AdminReply, Inspect, ShardDirectory, ShardSettings, Stopping
 from actors.runtime.hosts import Director
 from server.config import Settings
 from server.procs import alive, pids_listening_on
@@ -34,7 +34,7 @@ class Runtime:
 
     def pids(self) -> list[int]:
         reply = self.asys.ask(self.director, Inspect("director"), timeout=10)
-        if not isinstance(reply, InspectReply) or not reply.ok:
+        if not isinstance(reply, AdminReply) or not reply.ok:
             return []
         return [reply.data["pid"], *reply.data["shard_pids"]]
 

@@ -5,8 +5,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+from enum import StrEnum
 
 from protocol.messages import CommandId, HuntId, PlayerId
+
+
+class EntityKind(StrEnum):
+    """The two kinds of entity; the value prefixes stream names and placement keys."""
+
+    HUNT = "hunt"
+    PLAYER = "player"
 
 
 def _b32(raw: bytes) -> str:

@@ -26,15 +26,18 @@ from thespian.actors import (
 )
 
 from actors.messages import (
+    AdminAction,
+    AdminReply,
     CommandBatch,
     Inspect,
-    InspectReply,
     RegisterGateway,
     ReplyBatch,
     ShardDirectory,
     ShardsChanged,
     ShardSettings,
+    ShardStarted,
     Stopping,
+    StoppingAcknowledged,
 )
 from actors.runtime import _thespian  # noqa: F401  (patches Thespian on import)
 from actors.runtime.channel import ChannelServer, Endpoint
@@ -89,12 +92,13 @@ class ShardHost(Actor):  # type: ignore[misc]
         elif isinstance(msg, ShardSettings):
             self._start(msg)
             assert self.channel is not None
-            facts = {"index": msg.index, "pid": os.getpid(), "channel": self.channel.endpoint}
-            self.send(sender, InspectReply(True, facts))
+            self.send(sender, ShardStarted(msg.index, os.getpid(), self.channel.endpoint))
         elif isinstance(msg, RegisterGateway):
             self.gateways[msg.gateway] = msg.address
         elif isinstance(msg, Inspect):
             self.send(sender, replace(self._inspect(msg), ref=msg.ref))
+        elif isinstance(msg, AdminAction):
+            self.send(sender, replace(self._act(msg), ref=msg.ref))
         elif isinstance(msg, ActorExitRequest):
             if self.channel is not None:
                 self.channel.close()
@@ -131,22 +135,26 @@ class ShardHost(Actor):  # type: ignore[misc]
             if not sent and gw in self.gateways:
                 self.send(self.gateways[gw], batch)
 
-    def _inspect(self, msg: Inspect) -> InspectReply:
-        args = msg.args
+    def _inspect(self, msg: Inspect) -> AdminReply:
         try:
-            core = self._core()
-            if msg.what == "passivate":
-                return InspectReply(True, admin.passivate(core, args["kind"], args["id"]))
-            if msg.what == "snapshot":
-                return InspectReply(True, admin.snapshot(core, args["kind"], args["id"]))
-            if msg.what == "end_hunt":
-                reply, out = admin.end_hunt(core, args["id"])
-                self._emit(out)
-                return InspectReply(True, reply)
-            return InspectReply(True, inspect_shard(core, msg, self._host_facts()))
+            return AdminReply(True, inspect_shard(self._core(), msg, self._host_facts()))
         except Exception as exc:
             log.exception("inspection %s failed", msg.what)
-            return InspectReply(False, None, f"{type(exc).__name__}: {exc}")
+            return AdminReply(False, None, f"{type(exc).__name__}: {exc}")
+
+    def _act(self, msg: AdminAction) -> AdminReply:
+        try:
+            core = self._core()
+            if msg.action == "passivate":
+                return AdminReply(True, admin.passivate(core, msg.kind, msg.entity))
+            if msg.action == "snapshot":
+                return AdminReply(True, admin.snapshot(core, msg.kind, msg.entity))
+            reply, out = admin.end_hunt(core, msg.entity)
+            self._emit(out)
+            return AdminReply(True, reply)
+        except Exception as exc:
+            log.exception("admin action %s failed", msg.action)
+            return AdminReply(False, None, f"{type(exc).__name__}: {exc}")
 
     def _host_facts(self) -> dict[str, Any]:
         rate = 0.0
@@ -189,9 +197,9 @@ class Director(Actor):  # type: ignore[misc]
         elif isinstance(msg, Stopping | ActorExitRequest):
             self.stopping = True
             if isinstance(msg, Stopping):
-                self.send(sender, InspectReply(True, {"stopping": True}))
-        elif isinstance(msg, InspectReply) and isinstance(msg.data, dict) and "pid" in msg.data:
-            self._started(msg.data["index"], msg.data["pid"], msg.data.get("channel"))
+                self.send(sender, StoppingAcknowledged())
+        elif isinstance(msg, ShardStarted):
+            self._started(msg.index, msg.pid, msg.channel)
         elif isinstance(msg, Inspect):
             self.send(sender, replace(self._inspect(msg), ref=msg.ref))
 
@@ -234,7 +242,7 @@ class Director(Actor):  # type: ignore[misc]
         for address in self.gateways.values():
             self.send(address, ShardsChanged(list(self.shards), list(self.channels)))
 
-    def _inspect(self, msg: Inspect) -> InspectReply:
+    def _inspect(self, msg: Inspect) -> AdminReply:
         if msg.what == "director":
             data = {
                 "pid": os.getpid(),
@@ -244,10 +252,10 @@ class Director(Actor):  # type: ignore[misc]
                 "restarts": self.restarts,
                 "gateways": sorted(self.gateways),
             }
-            return InspectReply(True, data)
+            return AdminReply(True, data)
         if msg.what == "shards":
-            return InspectReply(True, list(self.shards))
-        return InspectReply(False, None, f"the director does not answer {msg.what!r}")
+            return AdminReply(True, list(self.shards))
+        return AdminReply(False, None, f"the director does not answer {msg.what!r}")
 
 
 def _memory_kb() -> int:

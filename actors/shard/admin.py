@@ -10,14 +10,15 @@ import secrets
 from typing import Any
 
 from actors.game.hunt_rules import AdminEnd
-from actors.messages import Request
+from actors.game.ids import EntityKind
+from actors.messages import Request, as_wire
 from actors.shard.core import Output, ShardCore
 from protocol.messages import CommandId
 
 ADMIN_GATEWAY = "~admin"
 
 
-def passivate(core: ShardCore, kind: str, entity_id: str) -> dict[str, Any]:
+def passivate(core: ShardCore, kind: EntityKind, entity_id: str) -> dict[str, Any]:
     entity = core.entities.pop((kind, entity_id), None)
     if entity is None:
         return {"passivated": False, "reason": "not active"}
@@ -26,7 +27,7 @@ def passivate(core: ShardCore, kind: str, entity_id: str) -> dict[str, Any]:
     return {"passivated": True, "version": entity.version, "snapshot_seq": entity.snapshot_seq}
 
 
-def snapshot(core: ShardCore, kind: str, entity_id: str) -> dict[str, Any]:
+def snapshot(core: ShardCore, kind: EntityKind, entity_id: str) -> dict[str, Any]:
     key = (kind, entity_id)
     entity = core.entities.get(key)
     activated = entity is None
@@ -42,7 +43,11 @@ def snapshot(core: ShardCore, kind: str, entity_id: str) -> dict[str, Any]:
 def end_hunt(core: ShardCore, hunt_id: str) -> tuple[dict[str, Any], Output]:
     """The hunt's reply and the shard's output (events to publish, notes to send)."""
     cmd = AdminEnd(CommandId(f"admin-{secrets.token_hex(6)}"))
-    out = core.handle(ADMIN_GATEWAY, [Request(0, "hunt", hunt_id, cmd)])
+    out = core.handle(ADMIN_GATEWAY, [Request(0, EntityKind.HUNT, hunt_id, cmd)])
     replies = out.replies.pop(ADMIN_GATEWAY, [])
-    reply = replies[0][1] if replies else {"t": "error", "code": "internal", "message": "no reply"}
+    reply = (
+        as_wire(replies[0][1])
+        if replies
+        else {"t": "error", "code": "internal", "message": "no reply"}
+    )
     return {**reply, "cmd_id": cmd.id}, out

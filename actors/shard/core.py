@@ -15,10 +15,10 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from actors.game.hunt_state import HuntState
-from actors.messages import Request, Subscribe, Unsubscribe
+from actors.game.ids import EntityKind
+from actors.messages import Request, ShardReply, Subscribe, Unsubscribe
 from actors.placement import shard_for
 from actors.shard.entity import Entity, HuntEntity, load_hunt, load_player
 from actors.shard.timers import TimerLog, running_timers
@@ -30,7 +30,7 @@ from protocol.errors import ErrorCode
 log = logging.getLogger("treasure.shard")
 EXIT_SYNC_FAILED = 70
 
-Reply = tuple[int, dict[str, Any]]
+Addressed = tuple[int, ShardReply]  # a reply and the request id it answers
 Pushed = tuple[str, int, bytes]
 UNAVAILABLE = {"t": "error", "code": ErrorCode.UNAVAILABLE, "message": "cannot store events now"}
 INTERNAL = {"t": "error", "code": ErrorCode.INTERNAL, "message": "internal error"}
@@ -46,12 +46,12 @@ def stop_the_shard(exc: StoreError) -> None:  # pragma: no cover - ends the proc
 
 @dataclass
 class Output:
-    replies: dict[str, list[Reply]] = field(default_factory=lambda: defaultdict(list))
+    replies: dict[str, list[Addressed]] = field(default_factory=lambda: defaultdict(list))
     events: dict[str, list[tuple[str, int, bytes]]] = field(
         default_factory=lambda: defaultdict(list)
     )
 
-    def reply(self, gateway: str | None, req: int, msg: dict[str, Any]) -> None:
+    def reply(self, gateway: str | None, req: int, msg: ShardReply) -> None:
         if gateway is not None:
             self.replies[gateway].append((req, msg))
 
@@ -125,12 +125,16 @@ class ShardCore:
             mine = [
                 h
                 for h in running_timers(self.store)
-                if shard_for("hunt", h, self.count) == self.index
+                if shard_for(EntityKind.HUNT, h, self.count) == self.index
             ]
         except StoreError as exc:
             log.warning("cannot read running timers: %s", exc)
             return Output()
-        return self.handle(None, [Request(0, "hunt", h, None) for h in mine]) if mine else Output()
+        return (
+            self.handle(None, [Request(0, EntityKind.HUNT, h, None) for h in mine])
+            if mine
+            else Output()
+        )
 
     # ---- entry points ---------------------------------------------------------
 
@@ -176,7 +180,7 @@ class ShardCore:
         """Finishes hunts whose time is up; passivates idle entities."""
         now_s = self.clock()
         due = [
-            Request(0, "hunt", e.id, None)
+            Request(0, EntityKind.HUNT, e.id, None)
             for e in self.entities.values()
             if isinstance(e, HuntEntity) and _due(e, int(now_s * 1000))
         ]
@@ -232,14 +236,14 @@ class ShardCore:
             entity = self._load(key)
         work = Work(entity, entity.state)
         if isinstance(entity, HuntEntity) and _due(entity, now):
-            hunt_work(work, None, Request(0, "hunt", entity.id, None), now)
+            hunt_work(work, None, Request(0, EntityKind.HUNT, entity.id, None), now)
         return work
 
     def _load(self, key: tuple[str, str]) -> Entity:
         kind, entity_id = key
         entity: Entity = (
             load_hunt(self.store, entity_id)
-            if kind == "hunt"
+            if kind == EntityKind.HUNT
             else load_player(self.store, entity_id)
         )
         entity.activity.activated_at = entity.activity.last_active = self.clock()
@@ -254,7 +258,7 @@ class ShardCore:
             self.subs[req.entity].add(gateway)
         else:
             self.subs[req.entity].discard(gateway)
-        entity = self.entities.get(("hunt", req.entity))
+        entity = self.entities.get((EntityKind.HUNT, req.entity))
         seq = entity.version if entity is not None else 0
         out.reply(gateway, req.req, {"t": "ok", "seq": seq})
 

@@ -28,7 +28,7 @@ from actors.game.events import (
     to_record,
 )
 from actors.game.hunt_state import HuntState, evolve, remember
-from actors.game.ids import hunt_replies_stream, hunt_stream, player_stream
+from actors.game.ids import EntityKind, hunt_replies_stream, hunt_stream, player_stream
 from actors.game.player import PlayerState, evolve_player
 from actors.game.snapshots import hunt_from_bytes, hunt_to_bytes, player_from_bytes, player_to_bytes
 from persistence.base import EventStore, Json, NewEvent, StoredEvent
@@ -56,7 +56,7 @@ class HuntEntity:
     frames: deque[tuple[int, bytes]] = field(default_factory=lambda: deque(maxlen=RECENT_FRAMES))
     activity: Activity = field(default_factory=Activity)
 
-    kind = "hunt"
+    kind = EntityKind.HUNT
 
     @property
     def streams(self) -> tuple[str, str]:
@@ -75,7 +75,7 @@ class PlayerEntity:
     snapshot_seq: int = 0
     activity: Activity = field(default_factory=Activity)
 
-    kind = "player"
+    kind = EntityKind.PLAYER
 
     @property
     def streams(self) -> tuple[str]:

@@ -14,7 +14,7 @@ from itertools import islice
 from typing import Any
 
 from actors.game.hunt_state import HuntState, hunt_view, leaderboard
-from actors.game.ids import hunt_stream, player_stream
+from actors.game.ids import EntityKind, hunt_stream, player_stream
 from actors.messages import Inspect
 from actors.shard.core import APPEND_BUCKETS, BATCH_BUCKETS, ShardCore
 from actors.shard.entity import Entity, HuntEntity, PlayerEntity
@@ -45,7 +45,7 @@ def inspect_shard(core: ShardCore, msg: Inspect, host: Mapping[str, Any]) -> Any
 
 
 def shard_facts(core: ShardCore, host: Mapping[str, Any]) -> dict[str, Any]:
-    kinds: dict[str, int] = {"hunt": 0, "player": 0}
+    kinds: dict[str, int] = {k.value: 0 for k in EntityKind}
     for kind, _ in core.entities:
         kinds[kind] = kinds.get(kind, 0) + 1
     return {
@@ -136,7 +136,7 @@ def state_of(entity: Entity) -> Any:
 def read_events(
     core: ShardCore, kind: str, entity_id: str, after: int, limit: int
 ) -> dict[str, Any]:
-    stream = hunt_stream(entity_id) if kind == "hunt" else player_stream(entity_id)
+    stream = hunt_stream(entity_id) if kind == EntityKind.HUNT else player_stream(entity_id)
     limit = max(1, min(limit, EVENTS_LIMIT))
     events = [
         {

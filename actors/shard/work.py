@@ -22,7 +22,7 @@ from actors.game.hunt_rules import VIEW_SEQ, Ctx, Tick, apply, decide
 from actors.game.hunt_state import HuntState, evolve, hunt_view
 from actors.game.ids import hunt_of_stream, hunt_stream, player_stream
 from actors.game.player import Authenticate, PlayerState, Register, decide_player, evolve_player
-from actors.messages import Request
+from actors.messages import Request, Resumed, ShardReply, WireReply
 from actors.shard.entity import (
     Entity,
     HuntEntity,
@@ -41,7 +41,7 @@ from protocol.messages import CreateHunt, GetHunt, JoinHunt, LeaveHunt, PlayerId
 class Answer:
     gateway: str | None
     req: Request
-    reply: dict[str, Any]
+    reply: WireReply
     stream: int | None  # the stream its events went to; None when it stored nothing
     query: bool = False
     view_at: int | None = None  # a resent join: its hunt view as of this seq
@@ -68,7 +68,7 @@ class Work:
             e.frames.extend(self.published)
 
 
-def render(reply: Reply, state: HuntState | None) -> dict[str, Any]:
+def render(reply: Reply, state: HuntState | None) -> WireReply:
     if reply.code is not None:
         return {"t": "error", "code": reply.code, "message": reply.message}
     msg = {"t": "ok", **{k: v for k, v in reply.result.items() if k != VIEW_SEQ}}
@@ -162,7 +162,7 @@ def player_work(work: Work, gateway: str | None, req: Request, now: int) -> None
 
 def query_reply(
     entity: Entity, req: Request, store: EventStore, view_at: int | None = None
-) -> dict[str, Any]:
+) -> ShardReply:
     state = entity.state
     if not isinstance(entity, HuntEntity) or not isinstance(state, HuntState):
         return {"t": "error", "code": ErrorCode.NOT_FOUND, "message": "no such hunt"}
@@ -177,10 +177,10 @@ def query_reply(
         frames = frames_after(entity, req.cmd.after_seq, store)
     except StoreError:
         return {"t": "error", "code": ErrorCode.UNAVAILABLE, "message": "cannot read events now"}
-    return {"t": "ok", "seq": state.seq, "_frames": frames}
+    return Resumed(state.seq, frames)
 
 
-def _view_as_of(entity: HuntEntity, seq: int, store: EventStore) -> dict[str, Any]:
+def _view_as_of(entity: HuntEntity, seq: int, store: EventStore) -> WireReply:
     """The hunt as it was after event ``seq``, replayed from the store."""
     state: HuntState | None = None
     try:

@@ -20,7 +20,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from actors.messages import Inspect, InspectReply
+from actors.game.ids import EntityKind
+from actors.messages import Action, AdminAction, AdminReply, Inspect
 from actors.placement import shard_for
 
 log = logging.getLogger("treasure.admin")
@@ -77,11 +78,16 @@ class Asker:
 
 def ask(ctx: Any, target: Any, what: str, who: str, **args: Any) -> Any:
     """One ``Inspect`` and its data; ``AdminError`` 503 when nobody answers."""
-    ref = next(_refs)
+    return request(ctx, target, Inspect(what, args), who)
+
+
+def request(ctx: Any, target: Any, msg: Inspect | AdminAction, who: str) -> Any:
+    """Sends ``msg`` with a fresh ``ref`` and returns its ``AdminReply``'s data."""
+    ref = msg.ref = next(_refs)
     deadline = time.monotonic() + ASK_TIMEOUT_S
     try:
-        reply = ctx.ask(target, Inspect(what, args, ref), ASK_TIMEOUT_S)
-        while isinstance(reply, InspectReply) and reply.ref != ref:  # a late answer: skip it
+        reply = ctx.ask(target, msg, ASK_TIMEOUT_S)
+        while isinstance(reply, AdminReply) and reply.ref != ref:  # a late answer: skip it
             reply = ctx.listen(max(0.01, deadline - time.monotonic()))
     except Exception as exc:
         raise AdminError(503, f"{who} cannot be reached: {exc}") from exc
@@ -89,18 +95,18 @@ def ask(ctx: Any, target: Any, what: str, who: str, **args: Any) -> Any:
         raise AdminError(
             503, f"{who} did not answer within {ASK_TIMEOUT_S:g} s (dead or restarting?)"
         )
-    if not isinstance(reply, InspectReply):
+    if not isinstance(reply, AdminReply):
         raise AdminError(503, f"{who} did not answer (got {type(reply).__name__})")
     if not reply.ok:
         raise AdminError(500, f"{who} failed: {reply.error}")
     return reply.data
 
 
-def kind_of(entity_id: str) -> str:
+def kind_of(entity_id: str) -> EntityKind:
     if entity_id.startswith("h") and len(entity_id) > 1:
-        return "hunt"
+        return EntityKind.HUNT
     if entity_id.startswith("p") and len(entity_id) > 1:
-        return "player"
+        return EntityKind.PLAYER
     raise AdminError(404, f"unknown id {entity_id!r}: hunt ids start with h, player ids with p")
 
 
@@ -181,7 +187,7 @@ class AdminQueries:
         return rows[:limit] if limit > 0 else rows
 
     async def hunts(self) -> list[dict[str, Any]]:
-        rows = await self.actors("hunt", sort="last")
+        rows = await self.actors(EntityKind.HUNT, sort="last")
         local = self.gateway.hub.subscribers
         for row in rows:
             row["watching_here"] = len(local.get(row["id"], ()))
@@ -189,7 +195,7 @@ class AdminQueries:
 
     # ---- one entity -------------------------------------------------------------
 
-    def _where(self, entity_id: str) -> tuple[str, int, Any]:
+    def _where(self, entity_id: str) -> tuple[EntityKind, int, Any]:
         kind = kind_of(entity_id)
         shards = self.gateway.bridge.shards
         index = shard_for(kind, entity_id, len(shards))
@@ -203,6 +209,14 @@ class AdminQueries:
 
         return await self.asker.run(job)
 
+    async def _act(self, entity_id: str, action: Action) -> Any:
+        kind, index, address = self._where(entity_id)
+
+        def job(ctx: Any) -> Any:
+            return request(ctx, address, AdminAction(action, kind, entity_id), f"shard {index}")
+
+        return await self.asker.run(job)
+
     async def inspect(self, entity_id: str, activate: bool = True) -> dict[str, Any]:
         data: dict[str, Any] = await self._on_shard(entity_id, "entity", activate=activate)
         if data.get("found") is False:
@@ -213,7 +227,7 @@ class AdminQueries:
             for _, _, req in list(self.gateway.bridge._pending.values())
             if req.entity == entity_id
         )
-        if kind_of(entity_id) == "hunt":
+        if kind_of(entity_id) is EntityKind.HUNT:
             conns = self.gateway.hub.subscribers.get(entity_id, ())
             data["watchers_here"] = sorted({c.player_id for c in conns})
         else:
@@ -229,19 +243,19 @@ class AdminQueries:
     # ---- actions ------------------------------------------------------------------
 
     async def passivate(self, entity_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self._on_shard(entity_id, "passivate")
+        result: dict[str, Any] = await self._act(entity_id, "passivate")
         return result
 
     async def snapshot(self, entity_id: str) -> dict[str, Any]:
-        data: dict[str, Any] = await self._on_shard(entity_id, "snapshot")
+        data: dict[str, Any] = await self._act(entity_id, "snapshot")
         if data.get("found") is False:
             raise AdminError(404, f"unknown id {entity_id!r}: no such {kind_of(entity_id)}")
         return data
 
     async def end_hunt(self, hunt_id: str) -> dict[str, Any]:
-        if kind_of(hunt_id) != "hunt":
+        if kind_of(hunt_id) is not EntityKind.HUNT:
             raise AdminError(400, f"{hunt_id!r} is not a hunt id")
-        reply: dict[str, Any] = await self._on_shard(hunt_id, "end_hunt")
+        reply: dict[str, Any] = await self._act(hunt_id, "end_hunt")
         if reply.get("code") == "not_found":
             raise AdminError(404, f"unknown id {hunt_id!r}: no such hunt")
         if reply.get("t") != "ok":
@@ -249,7 +263,7 @@ class AdminQueries:
         return reply
 
     def kick(self, player: str, reason: str) -> dict[str, Any]:
-        if kind_of(player) != "player":
+        if kind_of(player) is not EntityKind.PLAYER:
             raise AdminError(400, f"{player!r} is not a player id")
         closed = self.gateway.kick(player, reason)
         if closed == 0:

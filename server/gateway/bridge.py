@@ -39,14 +39,17 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
+from actors.game.ids import EntityKind
 from actors.messages import (
     CommandBatch,
     RegisterGateway,
     ReplyBatch,
     Request,
     ShardDirectory,
+    ShardReply,
     ShardsChanged,
     Subscribe,
+    WireReply,
 )
 from actors.placement import shard_for
 from actors.runtime.channel import Endpoint, FrameReader, frame, hello
@@ -55,8 +58,7 @@ from server.gateway.deadlines import Deadlines
 
 log = logging.getLogger("treasure.bridge")
 EventSink = Callable[[list[tuple[str, int, bytes]]], None]
-Reply = dict[str, Any]
-TIMED_OUT: Reply = {"t": "error", "code": ErrorCode.UNAVAILABLE, "message": "timed out"}
+TIMED_OUT: WireReply = {"t": "error", "code": ErrorCode.UNAVAILABLE, "message": "timed out"}
 REQUEST_TIMEOUT_S = 10.0
 RECONNECT_FIRST_S = 0.05
 RECONNECT_MAX_S = 1.0
@@ -147,7 +149,7 @@ class Bridge:
         self.on_shards_changed: Callable[[list[int]], None] = lambda replaced: None
         self.channels: list[Endpoint | None] = [None] * len(self.shards)
         self._ids = itertools.count(1)
-        self._pending: dict[int, tuple[Callable[[Reply], None], int, Request]] = {}
+        self._pending: dict[int, tuple[Callable[[ShardReply], None], int, Request]] = {}
         self.deadlines = Deadlines[int](timeout_s, self._timed_out)  # of ``send``'s requests
         self._outbox: dict[int, list[Request]] = defaultdict(list)
         self._flush_scheduled = False
@@ -196,10 +198,10 @@ class Bridge:
 
     def send(
         self,
-        kind: str,
+        kind: EntityKind,
         entity: str,
         cmd: Any,
-        then: Callable[[Reply], None],
+        then: Callable[[ShardReply], None],
         player: str = "",
         name: str = "",
     ) -> None:
@@ -208,13 +210,13 @@ class Bridge:
         self.deadlines.add(self._track(kind, entity, cmd, then, player, name).req)
 
     def submit(
-        self, kind: str, entity: str, cmd: Any, player: str = "", name: str = ""
-    ) -> asyncio.Future[Reply]:
+        self, kind: EntityKind, entity: str, cmd: Any, player: str = "", name: str = ""
+    ) -> asyncio.Future[ShardReply]:
         """Sends a request; its future gets the reply (cancel it to stop waiting)."""
         assert self.loop is not None
-        fut: asyncio.Future[Reply] = self.loop.create_future()
+        fut: asyncio.Future[ShardReply] = self.loop.create_future()
 
-        def settle(msg: Reply) -> None:
+        def settle(msg: ShardReply) -> None:
             if not fut.done():
                 fut.set_result(msg)
 
@@ -224,10 +226,10 @@ class Bridge:
 
     def _track(
         self,
-        kind: str,
+        kind: EntityKind,
         entity: str,
         cmd: Any,
-        then: Callable[[Reply], None],
+        then: Callable[[ShardReply], None],
         player: str,
         name: str,
     ) -> Request:
@@ -250,8 +252,8 @@ class Bridge:
         if entry is not None:
             self._answer(entry[0], dict(TIMED_OUT))
 
-    def subscribe(self, hunt: str) -> asyncio.Future[dict[str, Any]]:
-        return self.submit("hunt", hunt, Subscribe())
+    def subscribe(self, hunt: str) -> asyncio.Future[ShardReply]:
+        return self.submit(EntityKind.HUNT, hunt, Subscribe())
 
     def _queue(self, index: int, req: Request) -> None:
         self._outbox[index].append(req)
@@ -277,7 +279,7 @@ class Bridge:
             except Exception:  # the stream and the other batches go on
                 log.exception("delivering %d events failed", len(batch.events))
 
-    def _on_replies(self, replies: list[tuple[int, Reply]]) -> None:
+    def _on_replies(self, replies: list[tuple[int, ShardReply]]) -> None:
         for req, msg in replies:
             entry = self._pending.get(req)
             if entry is not None:
@@ -285,7 +287,7 @@ class Bridge:
                 self._answer(entry[0], msg)
 
     @staticmethod
-    def _answer(then: Callable[[Reply], None], msg: Reply) -> None:
+    def _answer(then: Callable[[ShardReply], None], msg: ShardReply) -> None:
         try:
             then(msg)
         except Exception:  # one reply's bug must not lose the others of its batch

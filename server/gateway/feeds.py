@@ -19,14 +19,14 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
+from actors.messages import Resumed, ShardReply
 from server.gateway.connection import Connection, ConnState
 from server.gateway.deadlines import Deadlines
 
 log = logging.getLogger("treasure.feeds")
 LINGER_S = 10.0
-Fetch = Callable[[Connection, str, int], "asyncio.Future[dict[str, Any]]"]
+Fetch = Callable[[Connection, str, int], "asyncio.Future[ShardReply]"]
 
 
 @dataclass
@@ -144,16 +144,15 @@ class Hub:
         after = feed.last or 0
         fut = self._fetch(conn, hunt, after)
 
-        def done(f: asyncio.Future[dict[str, Any]]) -> None:
+        def done(f: asyncio.Future[ShardReply]) -> None:
             if conn.state is ConnState.CLOSED or conn.feeds.get(hunt) is not feed:
                 return
-            msg = f.result() if not f.cancelled() and f.exception() is None else {}
-            if msg.get("t") != "ok":
+            msg = f.result() if not f.cancelled() and f.exception() is None else None
+            if not isinstance(msg, Resumed):
                 log.warning("gap repair of %s after %d failed: %s", hunt, after, msg)
                 feed.held = None  # deliver from the next event on
                 return
             self.gaps_repaired += 1
-            frames = msg.get("_frames", [])
-            self.release(conn, hunt, feed, frames[: max(0, msg["seq"] - after)], msg["seq"])
+            self.release(conn, hunt, feed, msg.frames[: max(0, msg.seq - after)], msg.seq)
 
         fut.add_done_callback(done)

@@ -14,7 +14,8 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from actors.messages import Unsubscribe
+from actors.game.ids import EntityKind
+from actors.messages import ShardReply, Unsubscribe
 from actors.placement import shard_for
 from protocol import codec
 from protocol.errors import ErrorCode
@@ -175,18 +176,18 @@ class Gateway:
     def _publish(self, events: list[tuple[str, int, bytes]]) -> None:
         self.hub.publish(events)
 
-    def _fetch(self, conn: Connection, hunt: str, after: int) -> asyncio.Future[dict[str, Any]]:
+    def _fetch(self, conn: Connection, hunt: str, after: int) -> asyncio.Future[ShardReply]:
         return self.sessions.fetch(conn, hunt, after)
 
     def _subscribe_hunt(self, hunt: str) -> None:
         self.bridge.subscribe(hunt)
 
     def _unsubscribe_hunt(self, hunt: str) -> None:
-        self.bridge.submit("hunt", hunt, Unsubscribe())
+        self.bridge.submit(EntityKind.HUNT, hunt, Unsubscribe())
 
     def _shards_changed(self, replaced: list[int]) -> None:
         def on_replaced(hunt: str) -> bool:
-            return shard_for("hunt", hunt, self.bridge.count) in replaced
+            return shard_for(EntityKind.HUNT, hunt, self.bridge.count) in replaced
 
         self.hub.forget([h for h in self.hub.lingering() if on_replaced(h)])
         for hunt in self.hub.hunts():

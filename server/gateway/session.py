@@ -14,8 +14,16 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from actors.game.ids import hash_secret, hunt_id_for, new_player_id, new_token, split_token
+from actors.game.ids import (
+    EntityKind,
+    hash_secret,
+    hunt_id_for,
+    new_player_id,
+    new_token,
+    split_token,
+)
 from actors.game.player import Authenticate, Register
+from actors.messages import Resumed, ShardReply, WireReply, as_wire
 from protocol import codec
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.messages import (
@@ -41,7 +49,6 @@ from server.gateway.guard import Guard, Limits
 from server.gateway.metrics import Metrics
 
 log = logging.getLogger("treasure.session")
-Reply = dict[str, Any]
 RESTORED_HOLD_S = 10.0  # only a client that neither resumes nor plays waits this long
 
 
@@ -150,16 +157,17 @@ class Sessions:
             self.hub.hold(feed)
         sent = Sent(conn, hunt, cmd, t, started, fresh)
         then = functools.partial(self._hunt_done, sent)
-        self.bridge.send("hunt", hunt, cmd, then, conn.player_id, conn.name)
+        self.bridge.send(EntityKind.HUNT, hunt, cmd, then, conn.player_id, conn.name)
 
-    def _hunt_done(self, sent: Sent, msg: Reply) -> None:
+    def _hunt_done(self, sent: Sent, reply: ShardReply) -> None:
+        msg = self._resumed(sent, reply) if isinstance(sent.cmd, Resume) else as_wire(reply)
         # An ok'd create/join/leave has also linked the player to the hunt (or unlinked it)
         # in the store, with the hunt's events: a hello after any crash restores it.
         if msg.get("t") == "ok" and isinstance(sent.cmd, CreateHunt | JoinHunt | LeaveHunt):
             self._follow(sent, msg)
         self._hunt_answered(sent, msg)
 
-    def _follow(self, sent: Sent, msg: Reply) -> None:
+    def _follow(self, sent: Sent, msg: WireReply) -> None:
         """The player's other connections follow the hunts it plays in from the moment
         the hunt decided (its events may already be on their way); a leaver stops at once.
         The sending connection itself follows when it gets its reply."""
@@ -170,12 +178,15 @@ class Sessions:
             elif c is not conn:
                 self.hub.subscribe(c, hunt, msg.get("seq"))
 
-    def _hunt_answered(self, sent: Sent, msg: Reply) -> None:
+    def _hunt_answered(self, sent: Sent, msg: WireReply) -> None:
         conn, hunt, cmd, fresh = sent.conn, sent.hunt, sent.cmd, sent.fresh
         ok = msg.get("t") == "ok"
-        if isinstance(cmd, Resume):
-            self._resumed(conn, hunt, cmd, msg)
-        elif ok and fresh is None and isinstance(cmd, CreateHunt | JoinHunt):
+        if (
+            ok
+            and not isinstance(cmd, Resume)
+            and fresh is None
+            and isinstance(cmd, CreateHunt | JoinHunt)
+        ):
             feed = self.hub.subscribe(conn, hunt, msg.get("seq"))
             if isinstance(cmd, JoinHunt) and hunt in conn.restored:
                 conn.restored.discard(hunt)  # the join's seq is a baseline, as a resume's is
@@ -197,21 +208,24 @@ class Sessions:
                 self.hub.unhold(conn, hunt, feed)
         conn.restored.clear()
 
-    def _resumed(self, conn: Connection, hunt: HuntId, cmd: Resume, msg: Reply) -> None:
-        frames = msg.pop("_frames", [])
-        if msg.get("t") != "ok":
+    def _resumed(self, sent: Sent, reply: ShardReply) -> WireReply:
+        """Delivers what a resume's reply carries; the reply for the client."""
+        conn, hunt, cmd = sent.conn, sent.hunt, sent.cmd
+        assert isinstance(cmd, Resume)
+        if not isinstance(reply, Resumed):
             feed = conn.feeds.get(hunt)
             if feed is not None:
                 self.hub.release(conn, hunt, feed, [], feed.last or 0)
-            return
+            return reply
         feed = conn.feeds.get(hunt) or self.hub.subscribe(conn, hunt, None)
         feed.last = cmd.after_seq
-        self.hub.release(conn, hunt, feed, frames, msg["seq"])
+        self.hub.release(conn, hunt, feed, reply.frames, reply.seq)
+        return as_wire(reply)
 
-    def fetch(self, conn: Connection, hunt: str, after: int) -> asyncio.Future[Reply]:
+    def fetch(self, conn: Connection, hunt: str, after: int) -> asyncio.Future[ShardReply]:
         """Events after ``after`` for a gap in a connection's feed."""
         cmd = Resume(CommandId("~gap"), HuntId(hunt), after)
-        return self.bridge.submit("hunt", hunt, cmd, conn.player_id, conn.name)
+        return self.bridge.submit(EntityKind.HUNT, hunt, cmd, conn.player_id, conn.name)
 
     # ---- hello ----------------------------------------------------------------
 
@@ -241,11 +255,18 @@ class Sessions:
             request = Authenticate(hash_secret(parts[1]))  # type: ignore[assignment]
         conn.state = ConnState.HELLO_PENDING
         then = functools.partial(self._welcome, conn, cmd, player, token, started)
-        self.bridge.send("player", player, request, then, player)
+        self.bridge.send(EntityKind.PLAYER, player, request, then, player)
 
     def _welcome(
-        self, conn: Connection, cmd: Hello, player: str, token: str, started: float, msg: Reply
+        self,
+        conn: Connection,
+        cmd: Hello,
+        player: str,
+        token: str,
+        started: float,
+        reply: ShardReply,
     ) -> None:
+        msg = as_wire(reply)
         if msg.get("t") != "ok":
             conn.state = ConnState.AWAITING_HELLO
             self._reply(conn, cmd.id, "hello", started, msg)
@@ -274,8 +295,7 @@ class Sessions:
 
     # ---- replies ----------------------------------------------------------------
 
-    def _reply(self, conn: Connection, cid: str, t: str, started: float, msg: Reply) -> None:
-        msg.pop("_frames", None)
+    def _reply(self, conn: Connection, cid: str, t: str, started: float, msg: WireReply) -> None:
         elapsed = time.perf_counter() - started
         if msg.get("t") == "ok":
             self.metrics.outcome(t, "ok", elapsed)

@@ -12,7 +12,7 @@ import pytest
 
 from actors.game.ids import hunt_id_for
 from actors.game.player import Register
-from actors.messages import Request, Subscribe
+from actors.messages import Request, Resumed, Subscribe
 from actors.shard.core import Output, ShardCore
 from actors.shard.timers import running_timers
 from persistence.errors import StoreUnavailable
@@ -186,8 +186,9 @@ def test_resume_serves_recent_events_from_memory_and_older_from_the_store(
     fresh.entities.clear()
     for c in (core, fresh):
         msg = replies(c.handle("gw", [Request(9, "hunt", hunt, resume, "p0", "P")]))[0]
-        seqs = [msgpack.unpackb(f)["seq"] for f in msg["_frames"]]
-        assert (msg["seq"], seqs) == (4, [2, 3, 4])
+        assert isinstance(msg, Resumed)
+        seqs = [msgpack.unpackb(f)["seq"] for f in msg.frames]
+        assert (msg.seq, seqs) == (4, [2, 3, 4])
     fresh.store.close()
     refused = replies(play(core, Request(9, "hunt", hunt, resume, "stranger", "S")))[0]
     assert refused["code"] == "forbidden"
