@@ -225,11 +225,10 @@ def _changes(state: HuntState, event: Event) -> dict[str, Any]:
 def changed(value: _Slotted, **changes: Any) -> _Slotted:
     """``dataclasses.replace`` for the slotted state classes, cheaper (it runs at every event).
 
-    ``replace`` walks ``fields()`` and checks each field's kind on every call;
-    the shards called it ~3 times per command and it was a quarter of their
-    rules' CPU. This copies the slots as they are (none of these classes has
-    a ``__post_init__``), changing the ones named, with a copier made for the
-    class (``_copier``).
+    ``replace`` walks ``fields()`` and checks each field's kind on every call, a
+    visible share of the shards' rules' CPU (docs/performance.md). This copies the
+    slots as they are (none of these classes has a ``__post_init__``), changing the
+    ones named, with a copier made for the class (``_copier``).
     """
     cls = type(value)
     if not _SLOTS[cls].issuperset(changes):
