@@ -1,10 +1,10 @@
 """Entry point: reads the settings once, wires the pieces, runs the server.
 
-    python run_server.py [--host 127.0.0.1] [--port 8765] [--data-dir ./data]
-        [--store sqlite|cassandra] [--cassandra-hosts 127.0.0.1:9042]
-        [--keyspace treasure] [--shards N] [--admin-port N] [--log-level info]
+    python run_server.py [--host 127.0.0.1] [--port 8765] [--data-dir data]
+        [--store sqlite|cassandra] [--shards N] [...]
 
-Every flag may also be given as an environment variable TREASURE_<FLAG>.
+Every flag (``--help``, and the README's configuration table) may also be given as an
+environment variable TREASURE_<FLAG>.
 """
 
 from __future__ import annotations

@@ -184,9 +184,9 @@ def pickle_by_fields(cls: type[Any]) -> None:
 
     A slotted dataclass pickles through ``dataclasses``' ``__getstate__`` and
     ``__setstate__``, which walk ``fields()`` and set each slot with
-    ``object.__setattr__``: ~3 us per command each way on the data channels,
-    a third of their pickling. None of these classes has an ``__init__`` that
-    does more than set its fields.
+    ``object.__setattr__``: a large share of the data channels' pickling, per
+    command each way. None of these classes has an ``__init__`` that does more
+    than set its fields.
     """
     names = [f.name for f in fields(cls)]
     get: Callable[[Any], tuple[Any, ...]]

@@ -10,11 +10,9 @@ every commit that returned before it is then as durable as under ``FULL``.
 A shard syncs after its batch's commit and before it answers, so the fsync is
 no longer done inside the writers' lock (below), and one fsync covers the
 commits other shards made meanwhile in the same file (when shards share one).
-Measured with churn200 on a file shared by two shards, three pairs of
-alternating runs: 6,801, 7,348 and 7,135 replies/s against 6,642, 6,793 and
-6,623 with ``FULL``. (Syncing on a thread of the shard instead, to go on
-deciding meanwhile, measured slower than both: the GIL and a second actor-loop
-turn per batch cost more than the fsync.)
+(Syncing on a thread of the shard instead, to go on deciding meanwhile, is
+slower: the GIL and a second actor-loop turn per batch cost more than the
+fsync. Figures: docs/performance.md.)
 
 Events are appended to a table in the order they are stored (``pos``, the
 rowid), and found by stream through a unique index on ``(stream, seq)``. A
@@ -22,16 +20,13 @@ shard's commit holds one event for each of many streams: keyed by ``(stream,
 seq)`` itself (WITHOUT ROWID, as before), each event was inserted into the
 middle of the table, in its stream's leaf, and full leaves of ~200-byte rows
 split every few events; appended at the end, the rows fill pages in order and
-only the index's small entries go to each stream's place. ``ShardCore`` CPU per
-join/leave, batches of 19 on 200 hunts (``benchmarks/shard_bench.py``, three
-runs each): 66.0 / 66.8 / 68.5 -> 61.1 / 61.2 / 61.4 us; ``store_bench.py``
-batch50: 43,029 -> 49,793 events/s. A file made before keeps its layout (the
-same statements serve both).
+only the index's small entries go to each stream's place. A file made before
+keeps its layout (the same statements serve both).
 
 Several processes (the shards) write the same file. SQLite lets one write at a
 time, but a writer that finds the file locked sleeps in its busy handler in
-steps that grow to 100 ms, and two busy writers measured stalls of 1.6-3 s on
-a 1 ms transaction. So writers first take an advisory lock on ``<file>.lock``
+steps that grow to 100 ms, so two busy writers stall each other for far longer
+than their transactions take. So writers first take an advisory lock on ``<file>.lock``
 (``flock``: the kernel frees it when a process dies, even by SIGKILL) and
 take turns there, polled every 0.2 ms; SQLite's own lock is then free when
 they ask for it. The busy timeout still bounds the wait for either lock.

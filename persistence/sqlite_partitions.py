@@ -6,10 +6,8 @@ shard that hosts the entity (``actors.placement.shard_for`` hashes the same name
 when the partitions are as many as the shards, each shard is the one writer of its file.
 
 Why: with one file for every shard, a shard's commit made SQLite drop the other
-shards' page caches (they read their pages again, ``pread`` was 10% of a shard), the
-writers took turns on one lock, and their fsyncs of one log were serialized. Measured
-with churn200, one file against a file per shard: 7,056 / 7,001 / 7,331 against
-7,303 / 7,532 / 7,664 replies/s (alternating runs).
+shards' page caches (they read their pages again), the writers took turns on one lock,
+and their fsyncs of one log were serialized (docs/performance.md).
 
 The count is fixed when the data directory is first used, and kept in the first file
 (``events.sqlite3``, whose name does not change): opening with another count later,

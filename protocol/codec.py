@@ -99,9 +99,8 @@ def encode(msg: ServerMessage) -> bytes:
 
 
 # One Packer for every frame: ``msgpack.packb`` makes a Packer, and its 256 KB
-# buffer, at each call (0.35 us more than ``Packer.pack`` for a reply). Sharing it is
-# safe: it packs the builtin types of a frame without running Python code, so no
-# other thread can take the GIL in the middle of one.
+# buffer, at each call. Sharing it is safe: it packs the builtin types of a frame
+# without running Python code, so no other thread can take the GIL in the middle of one.
 _pack: Callable[[object], bytes] = msgpack.Packer(use_bin_type=True).pack
 
 

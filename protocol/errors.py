@@ -6,7 +6,7 @@ Exception tree::
                            a message naming the field, and ``re`` (the command id
                            when it was readable, else None)
 
-Codes are the ``ErrorCode`` values of PROTOCOL.md; the gateway turns a
+Codes are the ``ErrorCode`` values of docs/protocol.md; the gateway turns a
 ``ProtocolError`` into an ``error`` reply and keeps the connection open.
 """
 

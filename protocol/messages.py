@@ -1,4 +1,4 @@
-"""Typed wire messages of protocol version 1 (PROTOCOL.md).
+"""Typed wire messages of protocol version 1 (docs/protocol.md).
 
 Commands come from clients; ``Welcome``, ``Ok``, ``Error`` and ``EventPush``
 go to them. Every class is a frozen dataclass; ``TYPE`` is the wire ``t``.

@@ -29,9 +29,8 @@ class Settings:
     rate_burst: int = 200
     out_queue_frames: int = 1024
     bad_frames_close_after: int = 20
-    # A hunt's snapshot carries its remembered replies (~54 KB for a player's 1,000):
-    # every 100 events, snapshots were ~5% of a shard's CPU in churn200; a replay of up
-    # to 500 events on activation took 9.4 ms (join/leave, 2 cores).
+    # A hunt's snapshot carries its remembered replies, so snapshots are costly to write;
+    # 500 keeps them rare while an activation's replay stays short (docs/performance.md).
     snapshot_every: int = 500
     passivate_after_s: float = 300.0
     request_timeout_s: float = 10.0
@@ -100,10 +99,16 @@ _FLAGS: list[tuple[str, type, str]] = [
 ]
 
 
-def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
+def build_parser() -> argparse.ArgumentParser:
+    """The flags of ``run_server.py``; a flag left out takes its ``Settings`` default."""
     parser = argparse.ArgumentParser(prog="run_server.py", description="Treasure hunt game server")
     for flag, kind, text in _FLAGS:
         parser.add_argument(f"--{flag}", type=kind, help=text)
+    return parser
+
+
+def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
+    parser = build_parser()
     args = vars(parser.parse_args(list(argv)))
     values: dict[str, object] = {}
     for flag, kind, _ in _FLAGS:

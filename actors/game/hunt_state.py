@@ -84,8 +84,8 @@ class Recent:
             yield cmd, Reply.from_data(data)
 
     def packed(self) -> tuple[int, dict[CommandId, bytes]]:
-        """Its counter and entries as they are kept, for a snapshot: no entry is unpacked
-        (a snapshot of 1,000 replies took 1.1 ms when each was; its rows are ~40 bytes)."""
+        """Its counter and entries as they are kept, for a snapshot: no entry is unpacked,
+        as unpacking a thousand small rows made snapshots costly."""
         return self._next, dict(self._by_cmd)
 
     @classmethod
@@ -223,13 +223,12 @@ def _changes(state: HuntState, event: Event) -> dict[str, Any]:
 
 
 def changed(value: _Slotted, **changes: Any) -> _Slotted:
-    """``dataclasses.replace`` for the slotted state classes, at a third of its cost.
+    """``dataclasses.replace`` for the slotted state classes, cheaper (it runs at every event).
 
-    ``replace`` walks ``fields()`` and checks each field's kind on every call;
-    the shards called it ~3 times per command and it was a quarter of their
-    rules' CPU. This copies the slots as they are (none of these classes has
-    a ``__post_init__``), changing the ones named, with a copier made for the
-    class (``_copier``).
+    ``replace`` walks ``fields()`` and checks each field's kind on every call, a
+    visible share of the shards' rules' CPU (docs/performance.md). This copies the
+    slots as they are (none of these classes has a ``__post_init__``), changing the
+    ones named, with a copier made for the class (``_copier``).
     """
     cls = type(value)
     if not _SLOTS[cls].issuperset(changes):
@@ -240,8 +239,8 @@ def changed(value: _Slotted, **changes: Any) -> _Slotted:
 
 def _copier(cls: type, slots: Iterable[str]) -> Callable[[Any, dict[str, Any]], Any]:
     """A function that copies a ``cls`` with some slots changed, one statement per slot
-    as dataclasses writes ``__init__``: a loop over the slots took 2.2 us for a
-    ``HuntState``, this takes 1.4 us."""
+    as dataclasses writes ``__init__``: faster than a loop over the slots, and a hunt's
+    state is copied at every event."""
     lines = ["def copy(value, changes):", "    new = _new(cls)"]
     lines += [
         f"    _set(new, {name!r}, changes[{name!r}] if {name!r} in changes else value.{name})"

@@ -2,10 +2,9 @@
 
 1. Each pass of Thespian's TCP transport loop builds a new ``DefaultSelector``
    (epoll on Linux: epoll_create, one epoll_ctl per socket, epoll_wait, close)
-   for a handful of sockets; that was ~10% of the gateway's CPU under load
-   (py-spy: ``_PollLikeSelector.__init__``/``register``, ``EpollSelector.close``),
-   and every actor pays it per message. A ``PollSelector`` does the same job
-   with one ``poll`` call and no file descriptor of its own.
+   for a handful of sockets, and every actor pays it per message (a visible share
+   of the gateway's CPU: docs/performance.md). A ``PollSelector`` does the same
+   job with one ``poll`` call and no file descriptor of its own.
 
 2. Supervision (below).
 

@@ -2,9 +2,9 @@
 
 Thespian's TCP transport waits for an acknowledgement of every message and
 runs its whole transport loop for each ``tell``: on the gateway that was
-~45% of its CPU (two bridge threads, each handing the GIL back and forth
-with the event loop), and a shard paid for it twice per batch (receive and
-reply). Commands and their replies are the bulk of the traffic and need none
+the largest share of its CPU (two bridge threads, each handing the GIL back
+and forth with the event loop), and a shard paid for it twice per batch
+(receive and reply). Commands and their replies are the bulk of the traffic and need none
 of that: a TCP stream already delivers in order, and a shard that dies is
 noticed by the stream closing (the Director still recreates it through
 Thespian, which stays the path of every control message).
@@ -96,8 +96,8 @@ class _Peer:
     """One gateway's stream. A frame is written at once when the kernel takes it;
     what it does not take goes to a thread of the peer's own, so a gateway that
     stops reading holds up nobody but itself. (Every frame through the thread
-    cost a thread switch and a turn at the GIL, which the writer waits for
-    while the shard computes: up to the 5 ms switch interval per reply batch.)
+    would cost a thread switch and a turn at the GIL, which the writer waits
+    for while the shard computes.)
     """
 
     def __init__(self, sock: socket.socket) -> None:

@@ -18,11 +18,9 @@ log = logging.getLogger("treasure.memory")
 # latency).
 GC_BULK = (50_000, 20, 20)
 # Latency: a flood's thousands of new connections all survive their young collections,
-# which then walk every one of them. At 50,000 a gen-0 pass took 5-38 ms while 5,000
-# clients connected. A bystander's p99 during 5,000 connects (benchmarks/abuse_bench.py,
-# lean client / websockets client): (50000, 20, 20) 12-13 / 13-15 ms in 2 runs;
-# (5000, 2, 1000) 5-8 / 7.5-9.3 ms and (2500, 1, 2000) 4.2-5.5 / 7.6-8.8 ms in 3 runs
-# each (gen-1 then runs every 2nd young pass, over fewer objects).
+# which then walk every one of them; small young generations keep each pause short
+# (gen-1 then runs every 2nd young pass, over fewer objects). The thresholds compared:
+# docs/performance.md.
 GC_LATENCY = (2_500, 1, 2_000)
 
 
@@ -48,10 +46,9 @@ def tune_malloc() -> bool:
     own ``mmap`` (and frees it with ``munmap``) until a freed one raises its dynamic
     threshold, which only happens if the process happens to free such a block: the
     gateway did so while ``msgpack.packb`` made a 256 KB Packer per call, and once it
-    reused one Packer, its every read was an mmap/munmap pair (2,400 a second in
-    churn200, measured with strace) and its CPU per reply rose from 56-62 to 72-81 us.
-    Fixed thresholds do not depend on such an accident. False where this is not
-    glibc (nothing changed).
+    reused one Packer, its every read was an mmap/munmap pair, which cost it CPU per
+    reply (docs/performance.md). Fixed thresholds do not depend on such an accident.
+    False where this is not glibc (nothing changed).
     """
     if platform.libc_ver()[0] != "glibc":
         return False

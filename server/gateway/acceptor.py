@@ -1,9 +1,9 @@
 """Accepting connections on a thread of its own, at a pace, so a flood never stalls the loop.
 
-With 5,000 connects at once, single ``accept()`` calls in the gateway's loop took 7-17 ms
-(timed around the call): the kernel processes the packets that queued on the listener
-while it was locked (the flood's handshakes) in the caller's ``accept()``, and no player's
-frame was read meanwhile.
+Under a flood of connects, single ``accept()`` calls in the gateway's loop take
+milliseconds: the kernel processes the packets that queued on the listener while it was
+locked (the flood's handshakes) in the caller's ``accept()``, and no player's frame is read
+meanwhile (docs/performance.md).
 
 The ``Acceptor`` makes those calls on a thread, which holds no GIL during the system
 call, and hands the sockets to the loop one per loop turn (as asyncio did with a
@@ -48,9 +48,9 @@ def listen(host: str, port: int, backlog: int) -> socket.socket:
 class Pacer:
     """``rate`` a second at most, after a burst of ``burst_s`` seconds' worth (0: no limit).
 
-    A flood is admitted at a pace the players hardly feel (at 500/s, a bystander's p99
-    during 5,000 connects at once was 7-12 ms; unpaced, 20-78 ms), while a reconnect
-    storm of 10,000 players gets in within 20 s; the kernel's queue holds those waiting."""
+    A flood is admitted at a pace the players hardly feel, while a reconnect storm of
+    10,000 players at the default 500/s still gets in within 20 s; the kernel's queue
+    holds those waiting."""
 
     def __init__(self, rate: float, burst_s: float = BURST_S) -> None:
         self.rate, self.burst_s = rate, burst_s

@@ -1,23 +1,23 @@
 """The gateway's event loop serves players first: clients not yet past ``hello`` wait in a lobby.
 
-A flood of 5,000 connects costs the gateway's loop a handful of callbacks per connection
+A flood of connects costs the gateway's loop a handful of callbacks per connection
 (read and parse the HTTP request, answer it, start the handler, later the close). Those
-came ready all at once: loop turns of 100-400 ms, in which no player's frame was answered.
+come ready all at once: long loop turns, in which no player's frame is answered.
 The loop's epoll is given a second epoll, the lobby, for the sockets of clients that have
 not said ``hello``; each loop turn takes at most ``READY_PER_TURN`` ready sockets from it,
 and every ready socket of a player, the loop's wake-up pipe, the listening sockets and the
 admin endpoint. A flood then costs turns of a few milliseconds; it is served as fast as
 the rest allows, and its handshakes are still bound by the handshake timeout.
 
-``READY_PER_TURN``: 16 let a turn hold ~5 ms of handshakes; a bystander's p99 during
-5,000 connects (abuse_bench, accepts paced at 500/s) was 7-11 ms with 4, 6-8 ms with 2.
+``READY_PER_TURN``: the fewer lobby sockets a turn takes, the shorter the turns a
+bystander waits behind during a flood; 2 gave the lowest p99 of the values tried.
 
 ``LOBBY_GAP_S``: when a turn took its ``READY_PER_TURN`` and more were ready, the lobby
 rests that long (it leaves the main epoll), so the lobby takes at most 2,000 sockets a
-second and the loop's spare turns go to nobody rather than to the lobby. 5,000 clients
-closing at once otherwise kept the gateway busy for 0.3 s of back-to-back turns, and the
-machine with it: a bystander's round trip then was 3-10 ms (p99, normal 2.5). With the
-rest, their closes take 3.3 s, and the bystander's p99 meanwhile was 2.9 ms in 2 runs.
+second and the loop's spare turns go to nobody rather than to the lobby. Thousands of
+clients closing at once otherwise keep the gateway busy in back-to-back turns, and the
+machine with it; with the rest, their closes take longer and players are not delayed.
+The figures behind both: docs/performance.md.
 
 Only the gateway's own loop (``new_event_loop``) has a lobby; elsewhere the functions here
 do nothing.
@@ -48,8 +48,9 @@ class Lobby:
     ready ones; everything else (players, the loop's own wake-up pipe, listening sockets,
     the admin endpoint) is served every turn.
 
-    5,000 clients closing at once made 5,000 ready sockets: one loop turn of ~250 ms, or,
-    with a plain cap on ready sockets, a queue that a player's socket joined at the back.
+    Thousands of clients closing at once make thousands of ready sockets: one long loop
+    turn, or, with a plain cap on ready sockets, a queue that a player's socket joins at
+    the back.
     Rationing only the lobby keeps each turn short and serves players first. The lobby is
     itself registered in the main epoll (Linux allows nesting), so it wakes the loop.
     """
@@ -129,8 +130,8 @@ class Silent:
     """Connections that have not sent a byte yet, oldest first.
 
     websockets starts a handler task (with its handshake timeout) for every accepted
-    connection; 10,000 half-open connections were 10,000 tasks, coroutines, timers and
-    futures for the collector to walk while the players waited. ``LobbyConnection`` starts
+    connection, so every half-open connection would be a task, a coroutine, a timer and a
+    future for the collector to walk while the players wait. ``LobbyConnection`` starts
     its handler at the first byte instead; until then it is one entry here, and one timer
     for all of them closes those still silent after the handshake timeout.
     """
@@ -213,12 +214,12 @@ class LobbyConnection(ServerConnection):
 def release_cycles(ws: ServerConnection) -> None:
     """Break the reference cycles a closed connection leaves, so that it is freed at once.
 
-    Left to the collector, 10,000 half-open connections made ~300,000 objects of cyclic
-    garbage: asyncio 3.11's socket transport keeps a bound method of itself
+    Left to the collector, half-open connections make dozens of objects of cyclic
+    garbage each: asyncio 3.11's socket transport keeps a bound method of itself
     (CPython gh-100348, cleared in ``close()`` from 3.12 on, never on a peer's close), and
     a handshake that failed keeps its exception, whose traceback holds the frame of the
-    parser that refers back to the connection. The collector found them only in a full
-    collection: half a second, in which no player was served.
+    parser that refers back to the connection. The collector finds them only in a full
+    collection, a long pause in which no player is served.
     """
     transport = ws.transport
     if getattr(transport, "_read_ready_cb", None) is not None:

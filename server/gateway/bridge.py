@@ -6,10 +6,8 @@ read by the event loop itself. The loop collects requests for one turn and
 writes each shard one batch; while a shard has not answered the batch before,
 the next ones are held and go as one when its reply batch comes (or after
 ``HOLD_MAX_S``): the shard could not have read them sooner, as it reads
-between commits. In churn200 that took the batches from ~720 to ~185 a second
-per shard (5 to 19 requests each), and the CPU per reply, relative to the
-bots', from 1.20 / 1.23 / 1.18 to 1.17 / 1.16 / 1.17 in the shards and from
-0.72 / 0.75 / 0.72 to 0.71 in the gateway (alternating runs).
+between commits, and fewer, larger batches cost less per command on both
+sides (docs/performance.md).
 
 Control messages (the shard directory, shards recreated) still come through
 Thespian, to one listener thread with its own private actor-system context;
@@ -19,7 +17,7 @@ had no stream to this gateway.
 Every request stays pending until answered, or until its deadline: a
 request sent with ``send`` is answered by calling its ``then`` in the turn
 its reply batch is read, with no future, timer or scheduled callback per
-command (those were ~10% of the gateway's CPU); one timer, for the oldest
+command (those were a large share of the gateway's CPU); one timer, for the oldest
 deadline (``Deadlines``), answers the late ones "timed out". When a stream comes up (the
 first time, after it was lost, or to a recreated shard), the requests
 pending for that shard are written to it again with the same ids (entities

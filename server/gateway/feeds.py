@@ -9,7 +9,7 @@ while a ``resume`` is in flight.
 The gateway follows a hunt (its shard sends it the hunt's events) while any
 of its connections does, and ``LINGER_S`` longer: a player who leaves and
 joins again, or reconnects, costs no unsubscribe and subscribe round trip to
-the shard (in churn200 those were half the shards' requests).
+the shard (under churn those would be a large share of the shards' requests).
 """
 
 from __future__ import annotations

@@ -54,9 +54,9 @@ class CommandStats(Collector):
     """Commands, replies and their latency by type: counted in plain dicts by the loop,
     made into metric families when ``/metrics`` is rendered (on the loop too).
 
-    With a ``prometheus_client`` child per update (a lock each, and a walk of the
-    buckets for the latency), the three updates of every command took ~8% of the
-    gateway's CPU in churn200 (``py-spy --gil``)."""
+    A ``prometheus_client`` child per update (a lock each, and a walk of the buckets
+    for the latency) made the three updates of every command a visible share of the
+    gateway's CPU (docs/performance.md)."""
 
     def __init__(self) -> None:
         self.commands: dict[str, int] = {}

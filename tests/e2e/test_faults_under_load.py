@@ -331,7 +331,7 @@ async def test_a_join_whose_player_shard_dies_at_once_is_followed_after_hello(
     await play.must("org0", "end_hunt", hunt_id=hunt)
     try:
         assert (await org.wait_event(hunt, 5))["kind"] == "hunt_finished"
-        # PROTOCOL.md, hello: live events follow (held up to 10 s for a resume that never comes)
+        # docs/protocol.md, hello: live events come (held up to 10 s for a resume that never comes)
         await again.wait_event(hunt, 5, within_s=20)
     finally:
         await again.close()

@@ -1,4 +1,4 @@
-"""Every command and every error code of PROTOCOL.md, over real WebSockets.
+"""Every command and every error code of docs/protocol.md, over real WebSockets.
 
 One real server (SQLite, two shards) is shared by the module. After each error
 the test proves the connection is still open with a ``ping``.

@@ -1,7 +1,7 @@
 """Golden bytes: fixed msgpack frames that pin protocol v1 on the wire.
 
 The hex below was produced once and is never regenerated: a change that makes
-one of these tests fail changes the wire format, which PROTOCOL.md forbids
+one of these tests fail changes the wire format, which docs/protocol.md forbids
 without a new protocol version.
 """
 

@@ -1,5 +1,5 @@
 """Properties of the codec: it never fails with anything but ``ProtocolError``,
-applies the envelope rules of PROTOCOL.md to any map, and round-trips every
+applies the envelope rules of docs/protocol.md to any map, and round-trips every
 server message."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The hunt's rules: decide + apply, phase by phase, as PROTOCOL.md and the design say."""
+"""The hunt's rules: decide + apply, phase by phase, as docs/protocol.md and the design say."""
 
 from __future__ import annotations
 
