@@ -153,6 +153,8 @@ class Hub:
                 feed.held = None  # deliver from the next event on
                 return
             self.gaps_repaired += 1
-            self.release(conn, hunt, feed, msg.frames[: max(0, msg.seq - after)], msg.seq)
+            # What a resume delivered meanwhile is not delivered again.
+            since = max(0, (feed.last or 0) - after)
+            self.release(conn, hunt, feed, msg.frames[since : max(0, msg.seq - after)], msg.seq)
 
         fut.add_done_callback(done)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from server.gateway.connection import Connection
+from actors.messages import Resumed, ShardReply
+from server.gateway.connection import Connection, ConnState
 from server.gateway.feeds import Hub
 
 
@@ -69,3 +70,29 @@ async def test_a_forgotten_lingering_hunt_is_subscribed_again() -> None:
     assert hub.lingering() == []
     hub.subscribe(conn, "h", 0)
     assert calls == ["h", "h"]
+
+
+async def test_a_repair_answered_after_a_resume_delivers_nothing_twice() -> None:
+    """A gap's fetch is in flight when a ``resume`` on the same connection delivers
+    the same events; the fetch's late answer must not deliver them again."""
+    loop = asyncio.get_running_loop()
+    fetches: list[asyncio.Future[ShardReply]] = []
+
+    def fetch(conn: Connection, hunt: str, after: int) -> asyncio.Future[ShardReply]:
+        fetches.append(loop.create_future())
+        return fetches[-1]
+
+    hub = Hub(fetch, lambda hunt: None)
+    conn: Any = FakeConn()
+    conn.state = ConnState.READY
+    feed = hub.subscribe(conn, "h", 1)
+    hub.publish([("h", 3, b"e3")])  # 2 is missing: held, fetched
+    assert conn.sent == [] and len(fetches) == 1
+    hub.release(conn, "h", feed, [b"e2", b"e3"], 3)  # a resume from 1 answered first
+    assert conn.sent == [b"e2", b"e3"]
+    answered = asyncio.Event()
+    fetches[0].add_done_callback(lambda f: answered.set())  # runs after the hub's callback
+    fetches[0].set_result(Resumed(3, [b"e2", b"e3"]))
+    await answered.wait()
+    hub.publish([("h", 4, b"e4")])
+    assert conn.sent == [b"e2", b"e3", b"e4"]
